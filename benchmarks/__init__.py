@@ -1,0 +1,1 @@
+"""Benchmarks for the execution journal (see DESIGN.md section 11)."""

@@ -1,0 +1,407 @@
+"""The floor: raw ``sqlite3`` + a SHA-256 hash chain + msgspec + a match-based fold.
+
+What it measures
+    * ``append_batched``: encode N events as msgspec JSON (sorted keys), extend
+      the hash chain over them and insert them all in one transaction.
+    * ``append_single``: the same, but one durable transaction (one commit, so
+      one WAL fsync under ``synchronous=FULL``) per event.
+    * ``read_verify_fold``: select one execution's rows in order, recompute and
+      compare the chain over the stored bytes, decode each payload into a tagged
+      Struct union and fold it into a dict-of-steps state.
+
+Why it is a fair anchor
+    It does the same work the journal must do for the same events and gives the
+    same guarantees (WAL, ``synchronous=FULL``, the chain of DESIGN.md section 6:
+    ``h_0 = sha256(b"journal-chain/v1\\0" + exec_id)``, ``h_n = sha256(h_{n-1} +
+    seq as 8-byte big-endian + payload)``, verification hashes the stored bytes
+    before decoding) with nothing else: no library layers, no tenancy, no
+    optimistic-concurrency check against the stored head, no index of
+    executions. It is therefore the lower bound the journal is compared with
+    ("within 2x of the floor"), not a competitor.
+
+    The workload shape is the journal's: ``ExecutionCreated``,
+    ``ExecutionStarted``, then ``StepStarted``/``StepCompleted`` pairs, then
+    ``ExecutionCompleted``; payloads are about 150 bytes each. When the event
+    count asks for an odd number of body events, one ``StepAdded`` (a step
+    planned ahead of running) makes the count exact.
+
+Connection set-up and schema creation are outside the timed region; encoding,
+hashing, inserting and committing (or selecting, hashing, decoding and folding)
+are inside it. msgspec is a runtime dependency of the journal itself, so it is
+imported at module level; the standard library does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "CHAIN_PREFIX",
+    "ChainError",
+    "Event",
+    "append_batched",
+    "append_single",
+    "db_bytes",
+    "fold",
+    "genesis",
+    "make_events",
+    "prepare",
+    "read_verify_fold",
+]
+
+CHAIN_PREFIX = b"journal-chain/v1\0"
+DEFAULT_EXEC_ID = "exec_01HZXBENCHANCHOR0000000000"
+TENANT = "tenant_bench"
+_TS = "2024-05-01T12:00:00.000000Z"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    exec TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (exec, seq)
+)
+"""
+_INSERT = "INSERT INTO events (exec, seq, payload, hash) VALUES (?, ?, ?, ?)"
+_SELECT = "SELECT seq, payload, hash FROM events WHERE exec = ? ORDER BY seq"
+
+
+# --- events: a tagged union of frozen Structs, as DESIGN.md section 4 asks ---
+
+
+class ExecutionCreated(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    flow: str
+    schema_version: int
+    input: dict[str, Any]
+
+
+class ExecutionStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    worker: str
+
+
+class StepAdded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    step_id: str
+    name: str
+
+
+class StepStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    step_id: str
+    name: str
+    attempt: int
+    input: dict[str, Any]
+
+
+class StepCompleted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    step_id: str
+    attempt: int
+    output: dict[str, Any]
+
+
+class ExecutionCompleted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    at: str
+    tenant: str
+    output: dict[str, Any]
+
+
+Event = (
+    ExecutionCreated
+    | ExecutionStarted
+    | StepAdded
+    | StepStarted
+    | StepCompleted
+    | ExecutionCompleted
+)
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+class ChainError(Exception):
+    """The recomputed hash chain differs from the stored one."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"hash chain broken at seq {seq}")
+        self.seq = seq
+
+
+def genesis(exec_id: str) -> bytes:
+    """``h_0`` of an execution's chain."""
+    return hashlib.sha256(CHAIN_PREFIX + exec_id.encode()).digest()
+
+
+def make_events(n_events: int) -> list[Event]:
+    """The journal-shaped event list with exactly ``n_events`` events (>= 3)."""
+    if n_events < 3:
+        raise ValueError("need at least 3 events (created, started, completed)")
+    body = n_events - 3
+    n_steps, planned = divmod(body, 2)
+    events: list[Event] = [
+        ExecutionCreated(
+            at=_TS,
+            tenant=TENANT,
+            flow="bench.linear",
+            schema_version=1,
+            input={"n_steps": n_steps, "seed": 42},
+        ),
+        ExecutionStarted(at=_TS, tenant=TENANT, worker="bench-worker-1"),
+    ]
+    if planned:
+        events.append(StepAdded(at=_TS, tenant=TENANT, step_id="s000000", name="add"))
+    for i in range(n_steps):
+        step_id = f"s{i:06d}"
+        events.append(
+            StepStarted(
+                at=_TS,
+                tenant=TENANT,
+                step_id=step_id,
+                name="add",
+                attempt=1,
+                input={"i": i, "x": i * 3},
+            )
+        )
+        events.append(
+            StepCompleted(
+                at=_TS,
+                tenant=TENANT,
+                step_id=step_id,
+                attempt=1,
+                output={"i": i, "y": i * 3 + 1},
+            )
+        )
+    events.append(
+        ExecutionCompleted(at=_TS, tenant=TENANT, output={"n_steps": n_steps})
+    )
+    assert len(events) == n_events
+    return events
+
+
+# --- the fold: a small match-based reducer into a dict-of-steps state ---
+
+
+def _new_state() -> dict[str, Any]:
+    return {"status": "new", "flow": None, "steps": {}, "output": None, "events": 0}
+
+
+def _evolve(state: dict[str, Any], event: Event) -> None:
+    steps: dict[str, dict[str, Any]] = state["steps"]
+    match event:
+        case StepStarted(step_id=sid, name=name, attempt=attempt, input=inp):
+            step = steps.get(sid)
+            if step is None:
+                steps[sid] = {
+                    "name": name,
+                    "status": "running",
+                    "attempt": attempt,
+                    "input": inp,
+                    "output": None,
+                }
+            else:
+                step["status"] = "running"
+                step["attempt"] = attempt
+                step["input"] = inp
+        case StepCompleted(step_id=sid, output=out):
+            step = steps[sid]
+            step["status"] = "completed"
+            step["output"] = out
+        case StepAdded(step_id=sid, name=name):
+            steps[sid] = {
+                "name": name,
+                "status": "planned",
+                "attempt": 0,
+                "input": None,
+                "output": None,
+            }
+        case ExecutionCreated(flow=flow):
+            state["status"] = "created"
+            state["flow"] = flow
+        case ExecutionStarted():
+            state["status"] = "running"
+        case ExecutionCompleted(output=out):
+            state["status"] = "completed"
+            state["output"] = out
+    state["events"] += 1
+
+
+def fold(events: Iterator[Event] | list[Event]) -> dict[str, Any]:
+    """Fold events into the dict-of-steps state."""
+    state = _new_state()
+    for event in events:
+        _evolve(state, event)
+    return state
+
+
+# --- storage ---
+
+
+def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+    conn = sqlite3.connect(os.fspath(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(_SCHEMA)
+    return conn
+
+
+def _chain_rows(
+    exec_id: str, events: list[Event], start_seq: int = 1, prev: bytes | None = None
+) -> Iterator[tuple[str, int, bytes, bytes]]:
+    h = genesis(exec_id) if prev is None else prev
+    sha256 = hashlib.sha256
+    encode = _encoder.encode
+    for seq, event in enumerate(events, start_seq):
+        payload = encode(event)
+        h = sha256(h + seq.to_bytes(8, "big") + payload).digest()
+        yield exec_id, seq, payload, h
+
+
+def _fresh_exec_id(conn: sqlite3.Connection, base: str) -> str:
+    n = conn.execute("SELECT COUNT(DISTINCT exec) FROM events").fetchone()[0]
+    return f"{base}_{n:06d}"
+
+
+def prepare(
+    path: str | os.PathLike[str], n_events: int, exec_id: str = DEFAULT_EXEC_ID
+) -> str:
+    """Write one execution of ``n_events`` events (batched); return its id.
+
+    An existing execution with the same id is replaced.
+    """
+    events = make_events(n_events)
+    conn = _connect(path)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM events WHERE exec = ?", (exec_id,))
+        conn.executemany(_INSERT, _chain_rows(exec_id, events))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return exec_id
+
+
+def append_batched(path: str | os.PathLike[str], n_events: int) -> float:
+    """Seconds to encode, chain and insert ``n_events`` events in one transaction.
+
+    Each call appends a new execution to the database at ``path`` (created if
+    missing). The Struct objects are built before the clock starts.
+    """
+    conn = _connect(path)
+    try:
+        exec_id = _fresh_exec_id(conn, "exec_batched")
+        events = make_events(n_events)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT, _chain_rows(exec_id, events))
+        conn.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+    finally:
+        conn.close()
+    return elapsed
+
+
+def append_single(path: str | os.PathLike[str], n_events: int) -> float:
+    """Seconds to append ``n_events`` events, one durable transaction each.
+
+    The previous hash is kept in memory (the floor: no read of the stored head
+    before each append). Each call appends a new execution.
+    """
+    conn = _connect(path)
+    try:
+        exec_id = _fresh_exec_id(conn, "exec_single")
+        events = make_events(n_events)
+        sha256 = hashlib.sha256
+        encode = _encoder.encode
+        execute = conn.execute
+        t0 = time.perf_counter()
+        h = genesis(exec_id)
+        for seq, event in enumerate(events, 1):
+            payload = encode(event)
+            h = sha256(h + seq.to_bytes(8, "big") + payload).digest()
+            execute("BEGIN")
+            execute(_INSERT, (exec_id, seq, payload, h))
+            execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+    finally:
+        conn.close()
+    return elapsed
+
+
+def _read_verify_fold(conn: sqlite3.Connection, exec_id: str) -> dict[str, Any]:
+    rows = conn.execute(_SELECT, (exec_id,)).fetchall()
+    sha256 = hashlib.sha256
+    decode = _decoder.decode
+    h = genesis(exec_id)
+    state = _new_state()
+    expected_seq = 1
+    for seq, payload, stored in rows:
+        if seq != expected_seq:
+            raise ChainError(expected_seq)
+        h = sha256(h + seq.to_bytes(8, "big") + payload).digest()
+        if h != stored:
+            raise ChainError(seq)
+        _evolve(state, decode(payload))
+        expected_seq += 1
+    return state
+
+
+def read_verify_fold(
+    path: str | os.PathLike[str], exec_id: str = DEFAULT_EXEC_ID, repeat: int = 1
+) -> float:
+    """Seconds to select, verify, decode and fold one execution (best of ``repeat``).
+
+    The connection is opened before the clock starts; the first run reads from a
+    cold statement cache but a warm OS page cache (the file was just written).
+    """
+    conn = _connect(path)
+    try:
+        best = float("inf")
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            state = _read_verify_fold(conn, exec_id)
+            best = min(best, time.perf_counter() - t0)
+        if state["events"] == 0:
+            raise LookupError(f"no events for {exec_id!r} in {path}")
+        if state["status"] != "completed":
+            raise AssertionError(f"fold ended in {state['status']!r}")
+    finally:
+        conn.close()
+    return best
+
+
+def read_state(
+    path: str | os.PathLike[str], exec_id: str = DEFAULT_EXEC_ID
+) -> dict[str, Any]:
+    """The folded state of one execution (untimed; for checks)."""
+    conn = _connect(path)
+    try:
+        return _read_verify_fold(conn, exec_id)
+    finally:
+        conn.close()
+
+
+def db_bytes(path: str | os.PathLike[str]) -> int:
+    """Size on disk of the database, its WAL and shared-memory files."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(os.fspath(path) + suffix)
+        if p.exists():
+            total += p.stat().st_size
+    return total

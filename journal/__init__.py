@@ -1,0 +1,78 @@
+"""An event-sourced execution journal with deterministic replay.
+
+``journal.open(url, tenant=...)`` opens a store; `Flow` records executions
+from code; `replay.replay` re-runs them against today's code.
+"""
+
+from journal.application import Journal as Journal
+from journal.application import RecordedEvent as RecordedEvent
+from journal.application import VerifiedHistory as VerifiedHistory
+from journal.application import open as open  # noqa: A004 - public API name
+from journal.application import utc_now as utc_now
+from journal.commands import ExecutionHandle as ExecutionHandle
+from journal.errors import ChainIntegrityError as ChainIntegrityError
+from journal.errors import ConflictError as ConflictError
+from journal.errors import EventDecodeError as EventDecodeError
+from journal.errors import ExecutionNotFoundError as ExecutionNotFoundError
+from journal.errors import InvalidIdError as InvalidIdError
+from journal.errors import InvalidTransitionError as InvalidTransitionError
+from journal.errors import JournalError as JournalError
+from journal.errors import NondeterminismError as NondeterminismError
+from journal.errors import ReplayError as ReplayError
+from journal.errors import SchemaMismatchError as SchemaMismatchError
+from journal.errors import StoreError as StoreError
+from journal.fold import evolve as evolve
+from journal.fold import fold as fold
+from journal.model import ErrorCategory as ErrorCategory
+from journal.model import Execution as Execution
+from journal.model import ExecutionError as ExecutionError
+from journal.model import ExecutionState as ExecutionState
+from journal.model import ParentLink as ParentLink
+from journal.model import ParentType as ParentType
+from journal.model import RetryPolicy as RetryPolicy
+from journal.model import Step as Step
+from journal.model import StepSource as StepSource
+from journal.model import StepState as StepState
+from journal.model import StepType as StepType
+from journal.model import WaitReason as WaitReason
+from journal.store import ListFilter as ListFilter
+from journal.store import Summary as Summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainIntegrityError",
+    "ConflictError",
+    "ErrorCategory",
+    "EventDecodeError",
+    "Execution",
+    "ExecutionError",
+    "ExecutionHandle",
+    "ExecutionNotFoundError",
+    "ExecutionState",
+    "InvalidIdError",
+    "InvalidTransitionError",
+    "Journal",
+    "JournalError",
+    "ListFilter",
+    "NondeterminismError",
+    "ParentLink",
+    "ParentType",
+    "RecordedEvent",
+    "ReplayError",
+    "RetryPolicy",
+    "SchemaMismatchError",
+    "Step",
+    "StepSource",
+    "StepState",
+    "StepType",
+    "StoreError",
+    "Summary",
+    "VerifiedHistory",
+    "WaitReason",
+    "__version__",
+    "evolve",
+    "fold",
+    "open",
+    "utc_now",
+]

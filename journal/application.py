@@ -1,0 +1,264 @@
+"""The Journal: tenant-scoped reads, verification, folding and appends.
+
+``journal.open(url, tenant=...)`` returns a `Journal`. Reads verify the
+hash chain before decoding (stored bytes are hashed as they are); `get` may
+start from a snapshot (a cache), `verify` and `history` never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from journal import codec
+from journal import events as ev
+from journal.chain import check_head, verify_links
+from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
+from journal.fold import fold
+from journal.ids import DEFAULT_TENANT, ExecutionId, TenantId, parse_execution_id, parse_tenant_id
+from journal.model import Execution, StepState, is_null
+from journal.store import ListFilter, Row, Store, Summary, not_found
+from journal.urls import DEFAULT_URL, open_store
+
+SNAPSHOT_EVERY = 1000
+_snapshot_decoder = msgspec.json.Decoder(Execution)
+_snapshot_encoder = msgspec.json.Encoder()
+
+
+def utc_now() -> datetime:
+    """Wall-clock UTC now (what every event's ``at`` holds)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A decoded event with its place in the chain."""
+
+    seq: int
+    hash: bytes
+    payload: bytes
+    event: ev.AnyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedHistory:
+    """A whole execution, its chain verified: summary, rows, decoded events."""
+
+    summary: Summary
+    rows: list[Row]
+    events: list[ev.AnyEvent]
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        return (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, b"")
+
+
+def summarize(execution: Execution) -> Summary:
+    """The index row for a folded execution (the store fills in the head)."""
+    failed = sum(1 for s in execution.steps.values() if s.state is StepState.FAILED)
+    return Summary(
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        state=execution.state_label,
+        flow=execution.flow,
+        parent_id=execution.parent.parent_id if execution.parent else None,
+        schema_version=execution.schema_version,
+        created_at=execution.created_at,
+        started_at=execution.started_at,
+        ended_at=execution.ended_at,
+        updated_at=execution.updated_at,
+        step_count=len(execution.steps),
+        failed_steps=failed,
+        output=None if is_null(execution.output) else bytes(execution.output),
+        error=None if execution.error is None else msgspec.json.encode(execution.error),
+    )
+
+
+class Journal:
+    """A tenant's view of one store. Use as a context manager to close it."""
+
+    def __init__(
+        self,
+        store: Store,
+        tenant: str = DEFAULT_TENANT,
+        *,
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> None:
+        self.store = store
+        self.tenant_id: TenantId = parse_tenant_id(tenant)
+        self.snapshot_every = snapshot_every
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def with_tenant(self, tenant: str) -> Journal:
+        """The same store seen by another tenant."""
+        return Journal(self.store, tenant, snapshot_every=self.snapshot_every)
+
+    # --- reads ---------------------------------------------------------
+
+    def summary(self, execution_id: str) -> Summary:
+        """The index row of an execution (O(1)); not found across tenants."""
+        found = self.store.get_summary(parse_execution_id(execution_id), self.tenant_id)
+        if found is None:
+            raise not_found(execution_id, self.tenant_id)
+        return found
+
+    def list(self, where: ListFilter | None = None) -> list[Summary]:
+        """This tenant's executions, newest first."""
+        return self.store.list_summaries(self.tenant_id, where or ListFilter())
+
+    def history(
+        self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
+    ) -> VerifiedHistory:
+        """Every event, the whole chain verified first, then decoded."""
+        summary = self.summary(execution_id)
+        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
+        verify_rows(self.store, summary, rows, expect_head)
+        events = decode_rows(summary.execution_id, rows)
+        return VerifiedHistory(summary, rows, events)
+
+    def verify(
+        self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
+    ) -> tuple[int, bytes]:
+        """Walk the whole chain; return its head (N, h_N) or raise."""
+        summary = self.summary(execution_id)
+        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
+        return verify_rows(self.store, summary, rows, expect_head)
+
+    def events(self, execution_id: str) -> list[RecordedEvent]:
+        """Decoded events with their sequence numbers and links (verified)."""
+        history = self.history(execution_id)
+        return [
+            RecordedEvent(row.seq, row.hash, row.payload, event)
+            for row, event in zip(history.rows, history.events, strict=True)
+        ]
+
+    def get(self, execution_id: str, *, at: int | None = None) -> Execution:
+        """The state after event `at` (default: the head), folded.
+
+        Starts from the latest snapshot at or before `at` when there is one:
+        snapshots are a cache. Use `history` or `verify` for proof.
+        """
+        summary = self.summary(execution_id)
+        if at is not None and not 1 <= at <= summary.head_seq:
+            raise InvalidTransitionError(
+                f"{execution_id}: no event {at} (it has 1..{summary.head_seq})"
+            )
+        start: Execution | None = None
+        snapshot = self.store.load_snapshot(summary.execution_id, self.tenant_id, at)
+        if snapshot is not None:
+            start = _snapshot_decoder.decode(snapshot[1])
+        after = start.version if start is not None else 0
+        rows = self.store.load_rows(summary.execution_id, self.tenant_id, after, at)
+        if rows and rows[0].seq != after + 1:
+            raise ChainIntegrityError(
+                f"{execution_id}: chain broken at seq {after + 1}: event missing",
+                seq=after + 1,
+            )
+        return fold(
+            ExecutionId(summary.execution_id),
+            decode_rows(summary.execution_id, rows),
+            start,
+        )
+
+    # --- writes --------------------------------------------------------
+
+    def append(
+        self, expected: int, after: Execution, new: Sequence[ev.Event]
+    ) -> Summary:
+        """Append `new` after seq `expected`; `after` is the state they lead to
+        (the caller folded them, which checked every transition)."""
+        payloads = [codec.encode(event) for event in new]
+        written = self.store.append(summarize(after), expected, payloads)
+        if after.version // self.snapshot_every > expected // self.snapshot_every:
+            self.save_snapshot(after)
+        return written
+
+    def save_snapshot(self, execution: Execution) -> None:
+        """Cache folded state (used by `get`, never by verify or replay)."""
+        self.store.save_snapshot(
+            execution.id,
+            self.tenant_id,
+            execution.version,
+            _snapshot_encoder.encode(execution),
+        )
+
+    def put_schema(self, schema_hash: str, document: bytes) -> None:
+        self.store.put_schema(schema_hash, document)
+
+    def get_schema(self, schema_hash: str) -> bytes | None:
+        return self.store.get_schema(schema_hash)
+
+    # --- commands (see journal.commands) ---------------------------------
+
+    def create(self, **kwargs: Any) -> Any:
+        """Create an execution; returns an `ExecutionHandle` for commands."""
+        from journal.commands import ExecutionHandle
+
+        return ExecutionHandle.create(self, **kwargs)
+
+    def handle(self, execution_id: str) -> Any:
+        """An `ExecutionHandle` on an existing execution of this tenant."""
+        from journal.commands import ExecutionHandle
+
+        return ExecutionHandle(self, self.get(execution_id))
+
+
+def verify_rows(
+    store: Store,
+    summary: Summary,
+    rows: list[Row],
+    expect_head: tuple[int, bytes] | None = None,
+) -> tuple[int, bytes]:
+    """Verify the chain of `rows` against the store's hasher (and a head)."""
+    store.hasher.check_alg(summary.execution_id, summary.alg)
+    head = verify_links(
+        store.hasher,
+        summary.execution_id,
+        ((r.seq, r.payload, r.hash) for r in rows),
+    )
+    if not rows:
+        raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)
+    if expect_head is not None:
+        check_head(summary.execution_id, head, expect_head)
+    return head
+
+
+def decode_rows(execution_id: str, rows: Sequence[Row]) -> list[ev.AnyEvent]:
+    """Decode payloads; a bad one names the execution and sequence."""
+    decoder = codec.decode
+    try:
+        return [decoder(row.payload) for row in rows]
+    except EventDecodeError:
+        for row in rows:
+            decoder(row.payload, where=f"{execution_id} seq {row.seq}: ")
+        raise
+
+
+def open(  # noqa: A001 - the public name DESIGN.md §7 fixes: journal.open(...)
+    url: str = DEFAULT_URL,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    create: bool = True,
+    snapshot_every: int = SNAPSHOT_EVERY,
+) -> Journal:
+    """Open a journal: ``journal.open("sqlite:///runs.db", tenant="tenant_acme")``."""
+    tenant_id = parse_tenant_id(tenant)
+    return Journal(open_store(url, create=create), tenant_id, snapshot_every=snapshot_every)

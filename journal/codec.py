@@ -1,0 +1,127 @@
+"""Event bytes: canonical msgspec JSON, upcasters, and the eventsourcing mapper.
+
+``payload`` is the event encoded as msgspec JSON with sorted keys. Those
+exact bytes are stored, hashed and exported; nothing is ever re-encoded to
+check it. Old payloads are upcast on read (the stored bytes, and so the
+chain, never change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import msgspec
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+
+from journal.errors import EventDecodeError
+from journal.events import AnyEvent, Event, tag_of
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyEvent)
+
+#: Upcasters by legacy tag: each turns an old payload (as builtins) into the
+#: builtins of a current event. Register with `upcaster`.
+UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upcaster(
+    tag: str,
+) -> Callable[
+    [Callable[[dict[str, Any]], dict[str, Any]]],
+    Callable[[dict[str, Any]], dict[str, Any]],
+]:
+    """Register a function that upcasts payloads stored under a legacy tag."""
+
+    def register(
+        function: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        UPCASTERS[tag] = function
+        return function
+
+    return register
+
+
+@upcaster("StepEnded")
+def _step_ended_to_step_completed(old: dict[str, Any]) -> dict[str, Any]:
+    """Format 0 (the prototype) called a finished step ``StepEnded`` and kept
+    its duration in float seconds (``duration_s``)."""
+    new = {k: v for k, v in old.items() if k != "duration_s"}
+    new["type"] = "StepCompleted"
+    if old.get("duration_s") is not None:
+        new["duration_ms"] = round(float(old["duration_s"]) * 1000)
+    return new
+
+
+def encode(event: Event) -> bytes:
+    """Canonical bytes of an event: msgspec JSON, keys sorted."""
+    return _encoder.encode(event)
+
+
+def encode_value(value: object) -> msgspec.Raw:
+    """Encode any msgspec-supported value as canonical raw JSON."""
+    return msgspec.Raw(_encoder.encode(value))
+
+
+def decode(payload: bytes, *, where: str = "") -> AnyEvent:
+    """Decode stored bytes into the current event type, upcasting if needed."""
+    try:
+        return cast(AnyEvent, _decoder.decode(payload))
+    except msgspec.DecodeError as first_error:
+        return _decode_slow(payload, where, first_error)
+
+
+def _decode_slow(payload: bytes, where: str, error: Exception) -> AnyEvent:
+    try:
+        raw = msgspec.json.decode(payload)
+    except msgspec.DecodeError as e:
+        raise EventDecodeError(f"{where}undecodable event payload: {e}") from e
+    if isinstance(raw, dict):
+        upcast = UPCASTERS.get(str(raw.get("type")))
+        if upcast is not None:
+            try:
+                return cast(AnyEvent, msgspec.convert(upcast(raw), AnyEvent))
+            except (msgspec.ValidationError, ValueError, TypeError) as e:
+                raise EventDecodeError(f"{where}cannot upcast event: {e}") from e
+    raise EventDecodeError(f"{where}not a known event: {error}") from error
+
+
+class _NoTranscoder(Transcoder):
+    """The mapper encodes with msgspec; eventsourcing's transcoder is unused."""
+
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+class MsgspecMapper(Mapper[str]):
+    """eventsourcing `Mapper` that stores our tag as topic and msgspec bytes.
+
+    The stock mapper stores ``module:Class`` topics and reads ``vars(event)``,
+    which a Struct lacks; this one replaces both of its methods, so renaming
+    or moving a class never changes stored data. It takes the execution id
+    and sequence explicitly because events do not repeat them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(transcoder=_NoTranscoder())
+
+    def to_stored(self, execution_id: str, seq: int, event: Event) -> StoredEvent:
+        return StoredEvent(
+            originator_id=execution_id,
+            originator_version=seq,
+            topic=tag_of(event),
+            state=encode(event),
+        )
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        execution_id, seq, event = domain_event
+        return self.to_stored(execution_id, seq, event)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        where = (
+            f"{stored_event.originator_id} seq {stored_event.originator_version}: "
+        )
+        return decode(stored_event.state, where=where)

@@ -1,0 +1,270 @@
+"""Commands: imperative calls that check the rules and append events.
+
+For code that records executions without flows. Each command builds the
+event(s), folds them onto the current state (which refuses an invalid
+transition with `InvalidTransitionError` before anything is written), then
+appends them with optimistic concurrency: if another writer appended first,
+`ConflictError` is raised, nothing of ours is stored, and the handle reloads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from journal import events as ev
+from journal.codec import encode_value
+from journal.errors import InvalidTransitionError, JournalError
+from journal.fold import apply_in_place, begin, fold
+from journal.ids import ExecutionId, StepId, new_execution_id, new_step_id, parse_execution_id
+from journal.model import (
+    NULL,
+    ErrorCategory,
+    Execution,
+    ExecutionError,
+    ParentLink,
+    ParentType,
+    StepSource,
+    WaitReason,
+)
+
+if TYPE_CHECKING:
+    from journal.application import Journal
+
+
+def _raw(value: Any) -> msgspec.Raw:
+    if value is None:
+        return NULL
+    if isinstance(value, msgspec.Raw):
+        return value
+    return encode_value(value)
+
+
+class ExecutionHandle:
+    """One execution's command API; `state` is the folded state after each."""
+
+    def __init__(self, journal: Journal, state: Execution) -> None:
+        self.journal = journal
+        self.state = state
+
+    @property
+    def id(self) -> ExecutionId:
+        return self.state.id
+
+    @classmethod
+    def create(
+        cls,
+        journal: Journal,
+        *,
+        flow: str | None = None,
+        input: Any = None,  # noqa: A002 - the field's name in the model
+        parent: ParentLink | None = None,
+        schema_version: str | None = None,
+        execution_id: str | None = None,
+    ) -> ExecutionHandle:
+        """Record ``ExecutionCreated`` for a new execution of this tenant."""
+        from journal.application import utc_now
+
+        new_id = (
+            parse_execution_id(execution_id) if execution_id else new_execution_id()
+        )
+        created = ev.ExecutionCreated(
+            at=utc_now(),
+            tenant_id=journal.tenant_id,
+            parent=parent,
+            flow=flow,
+            schema_version=schema_version,
+            input=_raw(input),
+        )
+        state = begin(new_id, created)
+        journal.append(0, state, [created])
+        return cls(journal, state)
+
+    def child(
+        self,
+        *,
+        flow: str | None = None,
+        input: Any = None,  # noqa: A002
+        step_id: StepId | None = None,
+        schema_version: str | None = None,
+    ) -> ExecutionHandle:
+        """A sub-execution: same tenant, `ParentLink` to this one (or a step)."""
+        link = (
+            ParentLink(parent_id=step_id, parent_type=ParentType.STEP)
+            if step_id is not None
+            else ParentLink(parent_id=self.id, parent_type=ParentType.EXECUTION)
+        )
+        return ExecutionHandle.create(
+            self.journal,
+            flow=flow,
+            input=input,
+            parent=link,
+            schema_version=schema_version,
+        )
+
+    # --- the one write path ---------------------------------------------
+
+    def record(self, *new: ev.Event) -> Execution:
+        """Fold `new` onto the state (refusing invalid ones), then append."""
+        expected = self.state.version
+        if len(new) == 1:
+            apply_in_place(self.state, new[0])  # refuses before changing anything
+        else:
+            self.state = fold(self.state.id, new, self.state)
+        try:
+            self.journal.append(expected, self.state, new)
+        except JournalError:
+            self.state = self.journal.get(self.state.id)
+            raise
+        return self.state
+
+    def _now(self) -> Any:
+        from journal.application import utc_now
+
+        return utc_now()
+
+    # --- execution commands ----------------------------------------------
+
+    def start_planning(self) -> Execution:
+        return self.record(ev.PlanningStarted(at=self._now()))
+
+    def start(self) -> Execution:
+        return self.record(ev.ExecutionStarted(at=self._now()))
+
+    def pause(self, reason: str | None = None) -> Execution:
+        return self.record(ev.ExecutionPaused(at=self._now(), reason=reason))
+
+    def resume(self) -> Execution:
+        return self.record(ev.ExecutionResumed(at=self._now()))
+
+    def wait(self, reason: WaitReason | str, detail: str | None = None) -> Execution:
+        return self.record(
+            ev.ExecutionWaiting(at=self._now(), reason=WaitReason(reason), detail=detail)
+        )
+
+    def receive_input(self, value: Any = None) -> Execution:
+        return self.record(ev.InputReceived(at=self._now(), input=_raw(value)))
+
+    def record_value(self, kind: str, value: Any) -> Execution:
+        return self.record(ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value)))
+
+    def complete(self, output: Any = None) -> Execution:
+        return self.record(ev.ExecutionCompleted(at=self._now(), output=_raw(output)))
+
+    def fail(self, error: ExecutionError | str) -> Execution:
+        if isinstance(error, str):
+            error = ExecutionError(
+                category=ErrorCategory.KERNEL_INTERNAL,
+                message=error,
+                occurred_at=self._now(),
+            )
+        return self.record(ev.ExecutionFailed(at=self._now(), error=error))
+
+    def cancel(self, reason: str | None = None) -> Execution:
+        return self.record(ev.ExecutionCancelled(at=self._now(), reason=reason))
+
+    # --- step commands ---------------------------------------------------
+
+    def add_step(
+        self,
+        name: str,
+        step_type: str = "FunctionNode",
+        *,
+        input: Any = None,  # noqa: A002
+        parent_step_id: StepId | None = None,
+        source: StepSource | None = None,
+        callable_id: str | None = None,
+        callable_type: str | None = None,
+        step_id: StepId | None = None,
+    ) -> StepId:
+        """Plan a step ahead of running it (Pending)."""
+        new_id = step_id or new_step_id()
+        self.record(
+            ev.StepAdded(
+                at=self._now(),
+                step_id=new_id,
+                step_type=step_type,
+                name=name,
+                parent_step_id=parent_step_id,
+                callable_id=callable_id,
+                callable_type=callable_type,
+                source=source,
+                input=_raw(input),
+            )
+        )
+        return new_id
+
+    def start_step(
+        self,
+        name: str | None = None,
+        step_type: str | None = "FunctionNode",
+        *,
+        step_id: StepId | None = None,
+        input: Any = None,  # noqa: A002
+        parent_step_id: StepId | None = None,
+        source: StepSource | None = None,
+        callable_id: str | None = None,
+        callable_type: str | None = None,
+    ) -> StepId:
+        """Start a pending step (by id), or add and start a new one at once."""
+        if step_id is not None and step_id in self.state.steps:
+            event = ev.StepStarted(at=self._now(), step_id=step_id, input=_raw(input))
+        else:
+            if name is None:
+                raise InvalidTransitionError("a new step needs a name")
+            step_id = step_id or new_step_id()
+            event = ev.StepStarted(
+                at=self._now(),
+                step_id=step_id,
+                step_type=step_type,
+                name=name,
+                parent_step_id=parent_step_id,
+                callable_id=callable_id,
+                callable_type=callable_type,
+                source=source,
+                input=_raw(input),
+            )
+        self.record(event)
+        return step_id
+
+    def complete_step(
+        self, step_id: StepId, output: Any = None, *, duration_ms: int | None = None
+    ) -> Execution:
+        now = self._now()
+        return self.record(
+            ev.StepCompleted(
+                at=now,
+                step_id=step_id,
+                output=_raw(output),
+                duration_ms=self._duration(step_id, now, duration_ms),
+            )
+        )
+
+    def fail_step(
+        self,
+        step_id: StepId,
+        error: ExecutionError,
+        *,
+        duration_ms: int | None = None,
+    ) -> Execution:
+        now = self._now()
+        return self.record(
+            ev.StepFailed(
+                at=now,
+                step_id=step_id,
+                error=error,
+                duration_ms=self._duration(step_id, now, duration_ms),
+            )
+        )
+
+    def skip_step(self, step_id: StepId, reason: str | None = None) -> Execution:
+        return self.record(ev.StepSkipped(at=self._now(), step_id=step_id, reason=reason))
+
+    def _duration(self, step_id: StepId, now: Any, given: int | None) -> int | None:
+        if given is not None:
+            return given
+        step = self.state.steps.get(step_id)
+        if step is None or step.started_at is None:
+            return None
+        return int((now - step.started_at).total_seconds() * 1000)

@@ -1,0 +1,89 @@
+"""Every error the journal raises on purpose, each with its CLI exit code.
+
+The exit code lives on the class (click's ``ClickException.exit_code``
+pattern); the CLI maps one to the other in a single place.
+"""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import IntegrityError as _VersionConflict
+
+
+class JournalError(Exception):
+    """Root of every error the journal raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidIdError(JournalError, ValueError):
+    """An id has the wrong prefix or body."""
+
+
+class EventDecodeError(JournalError, ValueError):
+    """Stored or imported bytes do not decode into a known event."""
+
+
+class InvalidTransitionError(JournalError):
+    """A command or event is not allowed in the execution's current state."""
+
+
+class StoreError(JournalError):
+    """The store is missing, unreachable or unusable."""
+
+
+class ImportFormatError(JournalError, ValueError):
+    """An export file is malformed (names the file and line)."""
+
+
+class TenantMismatchError(JournalError):
+    """A file or command names a tenant other than the one in force."""
+
+
+class ExecutionNotFoundError(JournalError, KeyError):
+    """No such execution in this tenant (another tenant's is not found too)."""
+
+    exit_code = 3
+
+    def __str__(self) -> str:
+        # KeyError.__str__ quotes its argument; we want the plain sentence.
+        return str(self.args[0]) if self.args else "execution not found"
+
+
+class ConflictError(JournalError, _VersionConflict):
+    """Someone else appended first, or another history already has that id.
+
+    Also eventsourcing's `IntegrityError`, which means a version conflict
+    there (not a broken chain: that is `ChainIntegrityError`).
+    """
+
+    exit_code = 7
+
+
+class ChainIntegrityError(JournalError):
+    """The hash chain is broken; names the first bad sequence number."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class ReplayError(JournalError):
+    """Replay could not confirm that today's code does what was recorded."""
+
+
+class SchemaMismatchError(ReplayError):
+    """The recorded schema_version is not one the loaded flow accepts."""
+
+    exit_code = 4
+
+
+class NondeterminismError(ReplayError):
+    """The re-run diverged from the recorded execution."""
+
+    exit_code = 5
+
+
+class FlowNotLoadedError(ReplayError):
+    """No loaded flow matches the execution's recorded flow name."""

@@ -1,0 +1,197 @@
+"""Events: immutable, past-tense facts, one msgspec Struct per tag.
+
+The tag (``"type"`` in the JSON) is what identifies an event in storage, so
+renaming or moving a class never changes stored data. The execution id is
+not repeated in each payload: it is bound into the hash chain's ``h_0``, and
+the sequence number into every link (see `journal.chain`). Schema
+evolution follows msgspec's rules: new fields get defaults; a field never
+changes type or meaning; anything else is a new tag or an upcaster in
+`journal.codec`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from journal.ids import StepId, TenantId
+from journal.model import NULL, ExecutionError, ParentLink, StepSource, WaitReason
+
+#: Major version of the event format; part of every flow's schema document.
+EVENT_FORMAT_MAJOR: Final = 1
+
+
+class Event(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag_field="type",
+):
+    """Base of every event: the wall-clock UTC time the fact was recorded."""
+
+    at: datetime
+
+
+class ExecutionCreated(Event, tag="ExecutionCreated"):
+    """An execution was created for a tenant (maybe by a flow, maybe a child)."""
+
+    tenant_id: TenantId
+    parent: ParentLink | None = None
+    flow: str | None = None
+    schema_version: str | None = None
+    input: msgspec.Raw = NULL
+
+
+class PlanningStarted(Event, tag="PlanningStarted"):
+    """The execution began planning its steps."""
+
+
+class ExecutionStarted(Event, tag="ExecutionStarted"):
+    """The execution began running."""
+
+
+class StepAdded(Event, tag="StepAdded"):
+    """A step was planned ahead of running (Pending)."""
+
+    step_id: StepId
+    step_type: str
+    name: str
+    parent_step_id: StepId | None = None
+    callable_id: str | None = None
+    callable_type: str | None = None
+    source: StepSource | None = None
+    input: msgspec.Raw = NULL
+
+
+class StepStarted(Event, tag="StepStarted"):
+    """A step began running; carries what StepAdded would for a new step."""
+
+    step_id: StepId
+    step_type: str | None = None
+    name: str | None = None
+    parent_step_id: StepId | None = None
+    callable_id: str | None = None
+    callable_type: str | None = None
+    source: StepSource | None = None
+    input: msgspec.Raw = NULL
+
+
+class StepCompleted(Event, tag="StepCompleted"):
+    """A running step finished with an output."""
+
+    step_id: StepId
+    output: msgspec.Raw = NULL
+    duration_ms: int | None = None
+
+
+class StepFailed(Event, tag="StepFailed"):
+    """A running step failed with a categorised error."""
+
+    step_id: StepId
+    error: ExecutionError
+    duration_ms: int | None = None
+
+
+class StepSkipped(Event, tag="StepSkipped"):
+    """A pending step was skipped without running."""
+
+    step_id: StepId
+    reason: str | None = None
+
+
+class ExecutionPaused(Event, tag="ExecutionPaused"):
+    """The execution was paused."""
+
+    reason: str | None = None
+
+
+class ExecutionResumed(Event, tag="ExecutionResumed"):
+    """A paused or waiting execution went on (an approval without input)."""
+
+
+class ExecutionWaiting(Event, tag="ExecutionWaiting"):
+    """The execution began waiting, for a reason."""
+
+    reason: WaitReason
+    detail: str | None = None
+
+
+class InputReceived(Event, tag="InputReceived"):
+    """The input a waiting execution waited for arrived; it runs again."""
+
+    input: msgspec.Raw = NULL
+
+
+class ValueRecorded(Event, tag="ValueRecorded"):
+    """A nondeterministic value (now, random, uuid4) was drawn by flow code."""
+
+    kind: str
+    value: msgspec.Raw
+
+
+class ExecutionCompleted(Event, tag="ExecutionCompleted"):
+    """The execution finished with an output."""
+
+    output: msgspec.Raw = NULL
+
+
+class ExecutionFailed(Event, tag="ExecutionFailed"):
+    """The execution failed."""
+
+    error: ExecutionError
+
+
+class ExecutionCancelled(Event, tag="ExecutionCancelled"):
+    """The execution was cancelled."""
+
+    reason: str | None = None
+
+
+AnyEvent = (
+    ExecutionCreated
+    | PlanningStarted
+    | ExecutionStarted
+    | StepAdded
+    | StepStarted
+    | StepCompleted
+    | StepFailed
+    | StepSkipped
+    | ExecutionPaused
+    | ExecutionResumed
+    | ExecutionWaiting
+    | InputReceived
+    | ValueRecorded
+    | ExecutionCompleted
+    | ExecutionFailed
+    | ExecutionCancelled
+)
+
+EVENT_TYPES: Final[tuple[type[Event], ...]] = (
+    ExecutionCreated,
+    PlanningStarted,
+    ExecutionStarted,
+    StepAdded,
+    StepStarted,
+    StepCompleted,
+    StepFailed,
+    StepSkipped,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionWaiting,
+    InputReceived,
+    ValueRecorded,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCancelled,
+)
+
+
+def tag_of(event: Event | type[Event]) -> str:
+    """The stored type tag of an event or event class."""
+    cls = event if isinstance(event, type) else type(event)
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

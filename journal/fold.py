@@ -1,0 +1,233 @@
+"""The fold: `evolve(state, event)` is the only thing that changes an Execution.
+
+The transition table is explicit and total: for every (state, event tag)
+pair, `TRANSITIONS` either names the next state or the pair is refused with
+`InvalidTransitionError`. Terminal states accept nothing. Beyond
+enact-core 0.0.2: `PlanningStarted` makes Planning reachable, Waiting and
+InputReceived are persisted events, and every event carries wall-clock time.
+
+`evolve` never mutates its input. `fold` copies once and then applies events
+in place on its private copy, so folding N events costs O(N), not O(N^2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from journal import events as ev
+from journal.errors import InvalidTransitionError
+from journal.ids import ExecutionId
+from journal.model import (
+    Execution,
+    ExecutionState,
+    Step,
+    StepState,
+)
+
+S = ExecutionState
+_LIVE: Final = frozenset({S.CREATED, S.PLANNING, S.RUNNING, S.PAUSED, S.WAITING})
+_IN_FLIGHT: Final = frozenset({S.RUNNING, S.PAUSED, S.WAITING})
+
+#: For each event tag: the states it is allowed in, and the state it leads to
+#: (None: the state does not change). ExecutionCreated is only ever the first
+#: event, so it is allowed in no state.
+TRANSITIONS: Final[dict[str, tuple[frozenset[ExecutionState], ExecutionState | None]]] = {
+    "ExecutionCreated": (frozenset(), None),
+    "PlanningStarted": (frozenset({S.CREATED}), S.PLANNING),
+    "ExecutionStarted": (frozenset({S.CREATED, S.PLANNING}), S.RUNNING),
+    "StepAdded": (_LIVE, None),
+    "StepStarted": (frozenset({S.RUNNING}), None),
+    "StepCompleted": (_IN_FLIGHT, None),
+    "StepFailed": (_IN_FLIGHT, None),
+    "StepSkipped": (_LIVE, None),
+    "ExecutionPaused": (frozenset({S.RUNNING}), S.PAUSED),
+    "ExecutionResumed": (frozenset({S.PAUSED, S.WAITING}), S.RUNNING),
+    "ExecutionWaiting": (frozenset({S.RUNNING}), S.WAITING),
+    "InputReceived": (frozenset({S.WAITING}), S.RUNNING),
+    "ValueRecorded": (frozenset({S.RUNNING}), None),
+    "ExecutionCompleted": (frozenset({S.RUNNING}), S.COMPLETED),
+    "ExecutionFailed": (_LIVE, S.FAILED),
+    "ExecutionCancelled": (_LIVE, S.CANCELLED),
+}
+
+
+def next_state(state: ExecutionState, tag: str) -> ExecutionState:
+    """The state after an event with `tag`, or `InvalidTransitionError`."""
+    allowed, target = TRANSITIONS[tag]
+    if state not in allowed:
+        raise InvalidTransitionError(f"{tag} is not allowed in state {state.value}")
+    return state if target is None else target
+
+
+def begin(execution_id: ExecutionId, event: ev.ExecutionCreated) -> Execution:
+    """The state after an execution's first event."""
+    return Execution(
+        id=execution_id,
+        tenant_id=event.tenant_id,
+        parent=event.parent,
+        flow=event.flow,
+        schema_version=event.schema_version,
+        input=event.input,
+        created_at=event.at,
+        updated_at=event.at,
+        version=1,
+    )
+
+
+def evolve(state: Execution, event: ev.Event) -> Execution:
+    """Return the state after `event`; `state` itself is left unchanged."""
+    copy = _copy(state)
+    _apply(copy, event)
+    return copy
+
+
+def fold(
+    execution_id: ExecutionId,
+    events: Iterable[ev.Event],
+    state: Execution | None = None,
+) -> Execution:
+    """Fold events onto `state` (or from nothing); `state` is not changed."""
+    iterator = iter(events)
+    if state is None:
+        first = next(iterator, None)
+        if not isinstance(first, ev.ExecutionCreated):
+            name = "no event" if first is None else ev.tag_of(first)
+            raise InvalidTransitionError(
+                f"{execution_id}: the first event must be ExecutionCreated, "
+                f"not {name}"
+            )
+        current = begin(execution_id, first)
+    else:
+        current = _copy(state)
+    for event in iterator:
+        _apply(current, event)
+    return current
+
+
+def _copy(state: Execution) -> Execution:
+    steps = {step_id: msgspec.structs.replace(s) for step_id, s in state.steps.items()}
+    return msgspec.structs.replace(
+        state,
+        steps=steps,
+        step_order=list(state.step_order),
+        recorded_values=list(state.recorded_values),
+        received_inputs=list(state.received_inputs),
+    )
+
+
+def _refuse(state: Execution, event: ev.Event, why: str) -> InvalidTransitionError:
+    return InvalidTransitionError(
+        f"{state.id} seq {state.version + 1}: {ev.tag_of(event)} refused: {why}"
+    )
+
+
+def apply_in_place(state: Execution, event: ev.Event) -> None:
+    """Apply one event to `state` itself (for callers that own `state`).
+
+    Every refusal is raised before anything changes, so a refused event
+    leaves `state` exactly as it was.
+    """
+    _apply(state, event)
+
+
+def _apply(state: Execution, event: ev.Event) -> None:
+    """Apply one event in place; refusals come before any change."""
+    tag = ev.tag_of(event)
+    allowed, target = TRANSITIONS[tag]
+    if state.state not in allowed:
+        raise _refuse(state, event, f"not allowed in state {state.state_label}")
+    match event:
+        case ev.StepAdded() | ev.StepStarted():
+            _apply_step_start(state, event)
+        case ev.StepCompleted() | ev.StepFailed() | ev.StepSkipped():
+            _apply_step_end(state, event)
+        case ev.ExecutionStarted():
+            state.started_at = event.at
+        case ev.ExecutionPaused():
+            state.pause_reason = event.reason
+        case ev.ExecutionWaiting():
+            state.wait_reason = event.reason
+        case ev.InputReceived():
+            state.received_inputs.append(event.input)
+        case ev.ValueRecorded():
+            state.recorded_values.append(event.value)
+        case ev.ExecutionCompleted():
+            _require_no_running_step(state, event)
+            state.output = event.output
+            state.ended_at = event.at
+        case ev.ExecutionFailed():
+            state.error = event.error
+            state.ended_at = event.at
+        case ev.ExecutionCancelled():
+            state.cancel_reason = event.reason
+            state.ended_at = event.at
+        case _:
+            pass
+    if target is not None:
+        if target is not S.WAITING:
+            state.wait_reason = None
+        state.state = target
+    state.updated_at = event.at
+    state.version += 1
+
+
+def _require_no_running_step(state: Execution, event: ev.Event) -> None:
+    for step_id in reversed(state.step_order):
+        if state.steps[step_id].state is StepState.RUNNING:
+            raise _refuse(state, event, f"step {step_id} is still running")
+
+
+def _apply_step_start(state: Execution, event: ev.StepAdded | ev.StepStarted) -> None:
+    step = state.steps.get(event.step_id)
+    if isinstance(event, ev.StepAdded) or step is None:
+        if step is not None:
+            raise _refuse(state, event, f"step {event.step_id} already exists")
+        if event.step_type is None or event.name is None:
+            raise _refuse(state, event, f"new step {event.step_id} needs a type and name")
+        if event.parent_step_id is not None and event.parent_step_id not in state.steps:
+            raise _refuse(state, event, f"parent step {event.parent_step_id} not found")
+        step = Step(
+            id=event.step_id,
+            step_type=event.step_type,
+            name=event.name,
+            parent_step_id=event.parent_step_id,
+            callable_id=event.callable_id,
+            callable_type=event.callable_type,
+            source=event.source,
+            input=event.input,
+        )
+        state.steps[event.step_id] = step
+        if isinstance(event, ev.StepAdded):
+            return
+    elif step.state is not StepState.PENDING:
+        raise _refuse(state, event, f"step {event.step_id} is {step.state.value}")
+    elif bytes(event.input) != b"null":
+        step.input = event.input
+    step.state = StepState.RUNNING
+    step.started_at = event.at
+    state.step_order.append(event.step_id)
+
+
+def _apply_step_end(
+    state: Execution, event: ev.StepCompleted | ev.StepFailed | ev.StepSkipped
+) -> None:
+    step = state.steps.get(event.step_id)
+    if step is None:
+        raise _refuse(state, event, f"step {event.step_id} not found")
+    expected = StepState.PENDING if isinstance(event, ev.StepSkipped) else StepState.RUNNING
+    if step.state is not expected:
+        raise _refuse(state, event, f"step {event.step_id} is {step.state.value}")
+    step.ended_at = event.at
+    if isinstance(event, ev.StepSkipped):
+        step.state = StepState.SKIPPED
+        return
+    step.duration_ms = event.duration_ms
+    if isinstance(event, ev.StepCompleted):
+        step.state = StepState.COMPLETED
+        step.output = event.output
+    else:
+        step.state = StepState.FAILED
+        step.error = event.error
