@@ -66,7 +66,7 @@ def summarize(execution: Execution) -> Summary:
         tenant_id=execution.tenant_id,
         state=execution.state_label,
         flow=execution.flow,
-        parent_id=execution.parent.parent_id if execution.parent else None,
+        parent_id=execution.parent.parent_execution_id if execution.parent else None,
         schema_version=execution.schema_version,
         created_at=execution.created_at,
         started_at=execution.started_at,

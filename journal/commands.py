@@ -91,7 +91,9 @@ class ExecutionHandle:
     ) -> ExecutionHandle:
         """A sub-execution: same tenant, `ParentLink` to this one (or a step)."""
         link = (
-            ParentLink(parent_id=step_id, parent_type=ParentType.STEP)
+            ParentLink(
+                parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.id
+            )
             if step_id is not None
             else ParentLink(parent_id=self.id, parent_type=ParentType.EXECUTION)
         )

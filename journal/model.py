@@ -240,11 +240,22 @@ class ExecutionError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
         return self.category.default_retry_policy()
 
 
-class ParentLink(msgspec.Struct, frozen=True, kw_only=True):
-    """The causal origin of a sub-execution."""
+class ParentLink(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The causal origin of a sub-execution.
+
+    When the parent is a step, `execution_id` names the execution that holds
+    it, so children can be listed (and exported) with their parent.
+    """
 
     parent_id: str
     parent_type: ParentType
+    execution_id: str | None = None
+
+    @property
+    def parent_execution_id(self) -> str | None:
+        if self.parent_type is ParentType.EXECUTION:
+            return self.parent_id
+        return self.execution_id
 
 
 class StepSource(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
