@@ -21,6 +21,11 @@ from journal.errors import NondeterminismError as NondeterminismError
 from journal.errors import ReplayError as ReplayError
 from journal.errors import SchemaMismatchError as SchemaMismatchError
 from journal.errors import StoreError as StoreError
+from journal.flow import Flow as Flow
+from journal.flow import StepError as StepError
+from journal.flow import now as now
+from journal.flow import random as random
+from journal.flow import uuid4 as uuid4
 from journal.fold import evolve as evolve
 from journal.fold import fold as fold
 from journal.model import ErrorCategory as ErrorCategory
@@ -50,6 +55,7 @@ __all__ = [
     "ExecutionHandle",
     "ExecutionNotFoundError",
     "ExecutionState",
+    "Flow",
     "InvalidIdError",
     "InvalidTransitionError",
     "Journal",
@@ -64,6 +70,7 @@ __all__ = [
     "SchemaMismatchError",
     "Step",
     "StepSource",
+    "StepError",
     "StepState",
     "StepType",
     "StoreError",
@@ -73,6 +80,9 @@ __all__ = [
     "__version__",
     "evolve",
     "fold",
+    "now",
     "open",
+    "random",
     "utc_now",
+    "uuid4",
 ]

@@ -23,6 +23,7 @@ from journal.ids import ExecutionId
 from journal.model import (
     Execution,
     ExecutionState,
+    RecordedValue,
     Step,
     StepState,
 )
@@ -153,7 +154,7 @@ def _apply(state: Execution, event: ev.Event) -> None:
         case ev.InputReceived():
             state.received_inputs.append(event.input)
         case ev.ValueRecorded():
-            state.recorded_values.append(event.value)
+            state.recorded_values.append(RecordedValue(event.kind, event.value))
         case ev.ExecutionCompleted():
             _require_no_running_step(state, event)
             state.output = event.output

@@ -275,6 +275,13 @@ class StepSource(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         )
 
 
+class RecordedValue(msgspec.Struct, frozen=True):
+    """A nondeterministic value drawn inside a run (``now``, ``random``…)."""
+
+    kind: str
+    value: msgspec.Raw
+
+
 class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One unit of work inside an execution."""
 
@@ -321,7 +328,7 @@ class Execution(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: ExecutionError | None = None
     pause_reason: str | None = None
     cancel_reason: str | None = None
-    recorded_values: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    recorded_values: list[RecordedValue] = msgspec.field(default_factory=list)
     received_inputs: list[msgspec.Raw] = msgspec.field(default_factory=list)
     version: int = 0
 

@@ -1,0 +1,360 @@
+"""Flows: user code whose steps are journaled.
+
+```python
+flow = Flow("refund")
+
+@flow.step(step_type="ToolNode")
+def fetch_order(order_id: str) -> Order: ...
+
+@flow.entry
+def main(order_id: str) -> Decision: ...
+
+execution = flow.run(journal_, "ord_42")
+```
+
+A step called inside a run is recorded (live) or matched against the record
+(replay); called outside any run it is a plain function call. Inputs and
+outputs are msgspec-typed: the entry always sees values decoded from their
+recorded JSON, live and on replay alike, so both paths see the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+import msgspec
+
+from journal.events import EVENT_FORMAT_MAJOR
+from journal.model import ErrorCategory, ExecutionError, RetryPolicy, StepType
+from journal.schema import canonical, describe_type, schema_hash
+
+if TYPE_CHECKING:
+    from journal.application import Journal
+    from journal.model import Execution
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: An upcaster for values recorded under an older schema:
+#: (callable_id, "input" | "output", value as builtins) -> value as builtins.
+ValueUpcaster = Callable[[str, str, Any], Any]
+
+
+class StepError(Exception):
+    """A step failed for good: carries the `ExecutionError` that was recorded.
+
+    Raise it from a step to choose the category; the entry sees it when
+    retries are exhausted, live and on replay alike.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        category: ErrorCategory | str = ErrorCategory.TOOL_ERROR,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        error: ExecutionError | None = None,
+    ) -> None:
+        if error is None:
+            error = ExecutionError(
+                category=ErrorCategory(category),
+                message=message,
+                code=code,
+                details=details,
+            )
+        super().__init__(error.message)
+        self.error = error
+
+    @property
+    def category(self) -> ErrorCategory:
+        return self.error.category
+
+
+class RunContext(Protocol):
+    """What a step call or helper talks to inside a run (live or replay)."""
+
+    def call_step(self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Record or match one step call and return its (decoded) output."""
+
+    def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
+        """Record or replay a nondeterministic value."""
+
+    def run_child(self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Record or match a sub-flow call."""
+
+
+current_run: ContextVar[RunContext | None] = ContextVar("journal_run", default=None)
+
+
+def _hints(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except (NameError, TypeError) as e:
+        raise TypeError(f"cannot resolve type hints of {function.__qualname__}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A callable's parameters and return type, for encoding and the schema."""
+
+    parameters: tuple[inspect.Parameter, ...]
+    param_types: Mapping[str, Any]
+    return_type: Any
+    python: inspect.Signature
+
+    @classmethod
+    def of(cls, function: Callable[..., Any]) -> Signature:
+        hints = _hints(function)
+        python = inspect.signature(function)
+        params = tuple(python.parameters.values())
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(
+                    f"{function.__qualname__}: *args/**kwargs cannot be journaled"
+                )
+        return cls(
+            parameters=params,
+            param_types={p.name: hints.get(p.name, Any) for p in params},
+            return_type=hints.get("return", Any),
+            python=python,
+        )
+
+    def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        """The call's arguments as canonical JSON ``{name: value}``."""
+        bound = self.python.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return canonical(dict(bound.arguments))
+
+    def decode_args(self, payload: bytes) -> dict[str, Any]:
+        """Recorded arguments decoded into their declared types."""
+        raw = msgspec.json.decode(payload, type=dict[str, msgspec.Raw])
+        return {
+            name: msgspec.json.decode(raw[name], type=self.param_types[name])
+            for name in self.param_types
+            if name in raw
+        }
+
+    def decode_output(self, payload: bytes) -> Any:
+        return msgspec.json.decode(payload, type=self.return_type)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "params": [
+                {
+                    "name": p.name,
+                    "required": p.default is inspect.Parameter.empty,
+                    "type": describe_type(self.param_types[p.name]),
+                }
+                for p in self.parameters
+            ],
+            "returns": describe_type(self.return_type),
+        }
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A journaled step: its identity, type, purity and retry policy."""
+
+    flow: Flow
+    function: Callable[..., Any]
+    name: str
+    callable_id: str
+    step_type: str
+    pure: bool
+    retry: RetryPolicy | None
+    signature: Signature
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "callable_id": self.callable_id,
+            "name": self.name,
+            "step_type": self.step_type,
+            "pure": self.pure,
+            **self.signature.document(),
+        }
+
+    def policy_for(self, error: ExecutionError) -> RetryPolicy:
+        if self.retry is not None:
+            return self.retry
+        return error.category.default_retry_policy()
+
+
+@dataclass(eq=False)
+class Flow:
+    """A named set of journaled steps and one entry function.
+
+    Args:
+        name: The flow's name, recorded on every execution it runs.
+        accepts: Older ``schema_version`` hashes this flow can still replay,
+            mapped to an optional `ValueUpcaster` for their recorded values.
+    """
+
+    name: str
+    accepts: Mapping[str, ValueUpcaster | None] | Iterable[str] = ()
+    steps: dict[str, StepDef] = field(default_factory=dict, init=False)
+    entry_function: Callable[..., Any] | None = field(default=None, init=False)
+    entry_signature: Signature | None = field(default=None, init=False)
+    _document: dict[str, Any] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.accepts, Mapping):
+            self.accepts = dict.fromkeys(self.accepts)
+
+    # --- decorators -------------------------------------------------------
+
+    def step(
+        self,
+        function: Callable[P, R] | None = None,
+        *,
+        step_type: StepType | str = StepType.FUNCTION_NODE,
+        pure: bool = False,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+        callable_id: str | None = None,
+    ) -> Any:
+        """Declare a journaled step (usable with or without arguments)."""
+
+        def register(fn: Callable[P, R]) -> Callable[P, R]:
+            step_name = name or fn.__name__
+            definition = StepDef(
+                flow=self,
+                function=fn,
+                name=step_name,
+                callable_id=callable_id or f"{self.name}.{fn.__name__}",
+                step_type=str(step_type),
+                pure=pure,
+                retry=retry,
+                signature=Signature.of(fn),
+            )
+            if definition.callable_id in self.steps:
+                raise ValueError(f"{self.name}: duplicate step {definition.callable_id}")
+            self.steps[definition.callable_id] = definition
+            self._document = None
+
+            @functools.wraps(fn)
+            def call(*args: P.args, **kwargs: P.kwargs) -> R:
+                run = current_run.get()
+                if run is None:
+                    return fn(*args, **kwargs)
+                result: R = run.call_step(definition, args, kwargs)
+                return result
+
+            call.__journal_step__ = definition  # type: ignore[attr-defined]
+            return call
+
+        return register if function is None else register(function)
+
+    def entry(self, function: Callable[P, R]) -> Callable[P, R]:
+        """Declare the flow's entry function (its parameters are the input)."""
+        self.entry_function = function
+        self.entry_signature = Signature.of(function)
+        self._document = None
+        return function
+
+    # --- schema -----------------------------------------------------------
+
+    @property
+    def schema_document(self) -> dict[str, Any]:
+        """The structural document whose hash is `schema_version`."""
+        if self._document is None:
+            self._document = {
+                "event_format": EVENT_FORMAT_MAJOR,
+                "flow": self.name,
+                "entry": self._entry().document(),
+                "steps": [
+                    self.steps[key].document() for key in sorted(self.steps)
+                ],
+            }
+        return self._document
+
+    @property
+    def schema_version(self) -> str:
+        return schema_hash(self.schema_document)
+
+    def accepts_schema(self, recorded: str | None) -> bool:
+        return recorded == self.schema_version or (
+            recorded is not None and recorded in self.accepted_hashes
+        )
+
+    @property
+    def accepted_hashes(self) -> Mapping[str, ValueUpcaster | None]:
+        assert isinstance(self.accepts, Mapping)
+        return self.accepts
+
+    def _entry(self) -> Signature:
+        if self.entry_signature is None:
+            raise TypeError(f"flow {self.name!r} has no @flow.entry")
+        return self.entry_signature
+
+    # --- running ----------------------------------------------------------
+
+    def run(self, journal_: Journal, *args: Any, **kwargs: Any) -> Execution:
+        """Run the entry live, recording every event; return the execution.
+
+        Returns the execution also when it Failed; raises only for journal
+        errors (store unreachable, conflicts).
+        """
+        from journal.runtime import run_live
+
+        return run_live(self, journal_, args, kwargs)
+
+    def run_child(self, *args: Any, **kwargs: Any) -> Any:
+        """Inside another flow's run: record a child execution of this flow
+        (same tenant, `ParentLink` to the calling step) and return its output."""
+        run = current_run.get()
+        if run is None:
+            raise RuntimeError(f"{self.name}.run_child() must be called inside a run")
+        return run.run_child(self, args, kwargs)
+
+
+def _draw(kind: str, make: Callable[[], Any], type_: Any) -> Any:
+    run = current_run.get()
+    if run is None:
+        return make()
+    return run.draw_value(kind, make, type_)
+
+
+def now() -> Any:
+    """The current UTC time; recorded in a run, replayed as recorded."""
+    from datetime import UTC, datetime
+
+    return _draw("now", lambda: datetime.now(UTC), datetime)
+
+
+def random() -> float:
+    """A random float in [0, 1); recorded in a run, replayed as recorded."""
+    import random as _random
+
+    value: float = _draw("random", _random.random, float)
+    return value
+
+
+def uuid4() -> Any:
+    """A random UUID; recorded in a run, replayed as recorded."""
+    import uuid
+
+    return _draw("uuid4", uuid.uuid4, uuid.UUID)
+
+
+def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
+    """DESIGN.md §7's mapping from an exception to an error category."""
+    if isinstance(exc, StepError):
+        return exc.category
+    if isinstance(exc, TimeoutError):
+        return ErrorCategory.TIMEOUT
+    if isinstance(exc, ConnectionError):
+        return ErrorCategory.NETWORK_ERROR
+    if isinstance(exc, PermissionError):
+        return ErrorCategory.POLICY_VIOLATION
+    if isinstance(exc, msgspec.ValidationError) or type(exc).__name__ == "ValidationError":
+        return ErrorCategory.VALIDATION_ERROR
+    if step_type == StepType.LLM_NODE:
+        return ErrorCategory.LLM_ERROR
+    return ErrorCategory.TOOL_ERROR

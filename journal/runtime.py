@@ -1,0 +1,207 @@
+"""Live runs: execute a flow's entry and journal every step as it happens.
+
+Every event is appended (durably) when it happens: a step's `StepStarted`
+is stored before the step's code runs, so a crash mid-step is visible.
+Values cross the journal as canonical JSON and the entry receives them
+decoded from those bytes, exactly as a replay would give them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from journal.errors import JournalError
+from journal.flow import Flow, StepDef, StepError, categorize, current_run
+from journal.ids import StepId
+from journal.model import (
+    ErrorCategory,
+    Execution,
+    ExecutionError,
+    ParentLink,
+    ParentType,
+    StepSource,
+    StepType,
+)
+from journal.schema import canonical
+
+if TYPE_CHECKING:
+    from journal.application import Journal
+    from journal.commands import ExecutionHandle
+
+
+def error_from(exc: BaseException, step_type: str, **fields: Any) -> ExecutionError:
+    """The `ExecutionError` recorded for an exception."""
+    from journal.application import utc_now
+
+    if isinstance(exc, StepError):
+        return msgspec.structs.replace(exc.error, occurred_at=utc_now(), **fields)
+    return ExecutionError(
+        category=categorize(exc, step_type),
+        message=str(exc) or type(exc).__name__,
+        occurred_at=utc_now(),
+        exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        **fields,
+    )
+
+
+class LiveRun:
+    """The `RunContext` of a live run: records as it goes."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        handle: ExecutionHandle,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.flow = flow
+        self.handle = handle
+        self.sleep = sleep
+        self.stack: list[StepId] = []
+        self.journal_failure: JournalError | None = None
+
+    def _guard(self, action: Callable[[], Any]) -> Any:
+        """Run a journal write; remember a failure so no user `except` hides it."""
+        try:
+            return action()
+        except JournalError as e:
+            self.journal_failure = self.journal_failure or e
+            raise
+
+    def call_step(
+        self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        payload = msgspec.Raw(step.signature.encode_args(args, kwargs))
+        parent = self.stack[-1] if self.stack else None
+        original: StepId | None = None
+        attempt = 1
+        while True:
+            source = StepSource.retry(original, attempt) if original else None
+            step_id: StepId = self._guard(
+                lambda: self.handle.start_step(
+                    step.name,
+                    step.step_type,
+                    input=payload,
+                    parent_step_id=parent,
+                    source=source,
+                    callable_id=step.callable_id,
+                    callable_type="Function",
+                )
+            )
+            original = original or step_id
+            started = time.perf_counter()
+            self.stack.append(step_id)
+            try:
+                output = canonical(step.function(*args, **kwargs))
+            except Exception as exc:
+                if isinstance(exc, JournalError) and exc is self.journal_failure:
+                    raise
+                error = error_from(exc, step.step_type, attempt=attempt, step_id=step_id)
+                policy = step.policy_for(error)
+                error = msgspec.structs.replace(error, retry_policy=policy)
+                self._guard(
+                    lambda: self.handle.fail_step(
+                        step_id, error, duration_ms=_ms_since(started)
+                    )
+                )
+                if policy.should_retry(attempt):
+                    self.sleep(policy.delay_for_attempt(attempt) / 1000)
+                    attempt += 1
+                    continue
+                raise StepError(error=error) from exc
+            finally:
+                self.stack.pop()
+            self._guard(
+                lambda: self.handle.complete_step(
+                    step_id, msgspec.Raw(output), duration_ms=_ms_since(started)
+                )
+            )
+            return step.signature.decode_output(output)
+
+    def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
+        raw = canonical(make())
+        self._guard(lambda: self.handle.record_value(kind, msgspec.Raw(raw)))
+        return msgspec.json.decode(raw, type=type_)
+
+    def run_child(
+        self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        signature = child._entry()
+        payload = msgspec.Raw(signature.encode_args(args, kwargs))
+        parent = self.stack[-1] if self.stack else None
+        step_id: StepId = self._guard(
+            lambda: self.handle.start_step(
+                child.name,
+                StepType.GRAPH_NODE,
+                input=payload,
+                parent_step_id=parent,
+                callable_id=child.name,
+                callable_type="Flow",
+            )
+        )
+        started = time.perf_counter()
+        link = ParentLink(
+            parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
+        )
+        result = run_live(child, self.handle.journal, args, kwargs, parent=link)
+        if result.error is None and result.state.value == "Completed":
+            self._guard(
+                lambda: self.handle.complete_step(
+                    step_id, result.output, duration_ms=_ms_since(started)
+                )
+            )
+            return signature.decode_output(bytes(result.output))
+        error = result.error or ExecutionError(
+            category=ErrorCategory.KERNEL_INTERNAL,
+            message=f"child execution {result.id} ended {result.state_label}",
+        )
+        error = msgspec.structs.replace(error, step_id=step_id, attempt=1)
+        self._guard(
+            lambda: self.handle.fail_step(step_id, error, duration_ms=_ms_since(started))
+        )
+        raise StepError(error=error)
+
+
+def run_live(
+    flow: Flow,
+    journal_: Journal,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    parent: ParentLink | None = None,
+) -> Execution:
+    """Record a whole live run of `flow`; see `Flow.run`."""
+    entry = flow._entry()
+    assert flow.entry_function is not None
+    payload = entry.encode_args(args, kwargs)
+    journal_.put_schema(flow.schema_version, canonical(flow.schema_document))
+    handle = journal_.create(
+        flow=flow.name,
+        input=msgspec.Raw(payload),
+        parent=parent,
+        schema_version=flow.schema_version,
+    )
+    handle.start()
+    run = LiveRun(flow, handle)
+    token = current_run.set(run)
+    try:
+        result = flow.entry_function(**entry.decode_args(payload))
+        output = canonical(result)
+    except Exception as exc:
+        if run.journal_failure is not None:
+            raise run.journal_failure from exc
+        handle.fail(error_from(exc, ""))
+    else:
+        if run.journal_failure is not None:
+            raise run.journal_failure
+        handle.complete(msgspec.Raw(output))
+    finally:
+        current_run.reset(token)
+    return handle.state
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

@@ -1,0 +1,308 @@
+"""The replayer: verify -> fold -> schema gate -> re-run -> verdict.
+
+1. The hash chain is verified; if it is broken the verdict is `integrity`
+   and no flow code runs.
+2. The events are folded (read-only replay needs nothing more); with no flow
+   loaded for the execution the verdict is `not_rerun`.
+3. The recorded ``schema_version`` is checked against the loaded flow's
+   before any flow code runs: `schema_mismatch`, naming what changed.
+4. The entry is re-run against the record (`replay.rerun`).
+5. Output or error and the terminal state are compared: `ok` or `diverged`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from journal import events as ev
+from journal.application import Journal
+from journal.chain import format_head
+from journal.errors import (
+    ChainIntegrityError,
+    InvalidTransitionError,
+    NondeterminismError,
+    ReplayError,
+    SchemaMismatchError,
+)
+from journal.flow import Flow, StepError, current_run
+from journal.fold import fold
+from journal.ids import ExecutionId
+from journal.model import Execution, ExecutionError, ExecutionState
+from journal.runtime import error_from
+from journal.schema import canonical, diff_documents
+from journal.store import ListFilter
+from replay.report import BatchResult, Divergence, ReplayResult, Verdict, value_view
+from replay.rerun import ReplayRun, Stop
+
+SchemaLookup = Callable[[str], bytes | None]
+
+
+def replay(
+    journal_: Journal,
+    execution_id: str,
+    flows: Iterable[Flow] = (),
+    *,
+    raise_on_failure: bool = False,
+    fold_only: bool = False,
+) -> ReplayResult:
+    """Replay one execution of this tenant against today's flow code.
+
+    Returns a `ReplayResult`; with ``raise_on_failure=True`` raises
+    `ChainIntegrityError`, `SchemaMismatchError` or `NondeterminismError`
+    instead of returning a failing verdict. An execution that does not exist
+    in this tenant raises `ExecutionNotFoundError` either way.
+    """
+    started = time.perf_counter()
+    summary = journal_.summary(execution_id)
+    try:
+        history = journal_.history(summary.execution_id)
+    except ChainIntegrityError as e:
+        result = ReplayResult(
+            verdict=Verdict.INTEGRITY,
+            execution_id=summary.execution_id,
+            message=str(e),
+            flow=summary.flow,
+            recorded_schema=summary.schema_version,
+            duration_ms=_ms(started),
+        )
+        return _finish(result, raise_on_failure, e)
+    result = replay_events(
+        summary.execution_id,
+        history.events,
+        flows,
+        schema_lookup=journal_.get_schema,
+        head=format_head(*history.head),
+        fold_only=fold_only,
+        started=started,
+    )
+    return _finish(result, raise_on_failure)
+
+
+def replay_events(
+    execution_id: str,
+    events: Sequence[ev.Event],
+    flows: Iterable[Flow] = (),
+    *,
+    schema_lookup: SchemaLookup = lambda _hash: None,
+    head: str | None = None,
+    fold_only: bool = False,
+    started: float | None = None,
+    source: str | None = None,
+) -> ReplayResult:
+    """Steps 2-5 on events whose chain was already verified."""
+    started = time.perf_counter() if started is None else started
+    base: dict[str, Any] = {
+        "execution_id": execution_id,
+        "events_checked": len(events),
+        "head": head,
+        "source": source,
+    }
+    try:
+        recorded = fold(ExecutionId(execution_id), events)
+    except InvalidTransitionError as e:
+        return ReplayResult(
+            verdict=Verdict.INTEGRITY,
+            message=f"the history breaks the state machine: {e}",
+            duration_ms=_ms(started),
+            **base,
+        )
+    base |= {"flow": recorded.flow, "recorded_schema": recorded.schema_version}
+    flow = _find_flow(recorded.flow, flows)
+    if flow is None or fold_only:
+        why = (
+            "folded only (--fold-only)"
+            if fold_only
+            else "recorded without a flow"
+            if recorded.flow is None
+            else f"flow {recorded.flow!r} is not loaded"
+        )
+        return ReplayResult(
+            verdict=Verdict.NOT_RERUN,
+            message=f"{why}; state {recorded.state_label}, {len(recorded.steps)} steps",
+            duration_ms=_ms(started),
+            **base,
+        )
+    base["current_schema"] = flow.schema_version
+    if not flow.accepts_schema(recorded.schema_version):
+        changes = _schema_changes(flow, recorded.schema_version, schema_lookup)
+        return ReplayResult(
+            verdict=Verdict.SCHEMA_MISMATCH,
+            message=f"recorded schema differs from flow {flow.name!r}: "
+            + "; ".join(changes),
+            schema_changes=tuple(changes),
+            duration_ms=_ms(started),
+            **base,
+        )
+    run = _rerun(flow, recorded)
+    base["steps_checked"] = run.steps_checked
+    if run.divergence is not None:
+        return ReplayResult(
+            verdict=Verdict.DIVERGED,
+            message=run.divergence.reason,
+            divergence=run.divergence,
+            duration_ms=_ms(started),
+            **base,
+        )
+    return ReplayResult(
+        verdict=Verdict.OK,
+        message=f"re-ran {run.steps_checked} steps; matches the record "
+        f"({recorded.state_label})",
+        duration_ms=_ms(started),
+        **base,
+    )
+
+
+def _find_flow(name: str | None, flows: Iterable[Flow]) -> Flow | None:
+    return next((flow for flow in flows if flow.name == name), None) if name else None
+
+
+def _schema_changes(
+    flow: Flow, recorded_hash: str | None, schema_lookup: SchemaLookup
+) -> list[str]:
+    if recorded_hash is None:
+        return ["the execution recorded no schema_version"]
+    stored = schema_lookup(recorded_hash)
+    if stored is None:
+        return [f"the recorded document {recorded_hash} is not stored"]
+    return diff_documents(msgspec.json.decode(stored), flow.schema_document)
+
+
+def _rerun(flow: Flow, recorded: Execution) -> ReplayRun:
+    assert flow.entry_function is not None
+    upcast = None
+    if recorded.schema_version != flow.schema_version:
+        upcast = flow.accepted_hashes.get(recorded.schema_version or "")
+    run = ReplayRun(flow, recorded, upcast)
+    entry = flow._entry()
+    token = current_run.set(run)
+    produced: bytes | None = None
+    failure: BaseException | None = None
+    try:
+        args = entry.decode_args(bytes(recorded.input))
+        produced = canonical(flow.entry_function(**args))
+    except Stop:
+        pass
+    except Exception as exc:
+        failure = exc
+    finally:
+        current_run.reset(token)
+    if run.divergence is None and not run.record_ended:
+        try:
+            run.check_all_consumed()
+            _compare_end(run, recorded, produced, failure)
+        except Stop:
+            pass
+    return run
+
+
+def _compare_end(
+    run: ReplayRun,
+    recorded: Execution,
+    produced: bytes | None,
+    failure: BaseException | None,
+) -> None:
+    state = recorded.state
+    if state not in (ExecutionState.COMPLETED, ExecutionState.FAILED):
+        return  # recorded while still running (or cancelled): matched so far
+    if failure is None and produced is not None:
+        if state is ExecutionState.COMPLETED and bytes(recorded.output) == produced:
+            return
+        raise run.diverge(
+            Divergence(
+                index=run.cursor,
+                reason="the entry's output differs from the record"
+                if state is ExecutionState.COMPLETED
+                else "the entry completed, but the record failed",
+                recorded_step={"execution": state.value},
+                recorded_value=_end_value(recorded),
+                produced_step={"execution": "Completed"},
+                produced_value=value_view(produced),
+            )
+        )
+    error = _error_of(failure)
+    if state is ExecutionState.FAILED and _same_error(recorded.error, error):
+        return
+    raise run.diverge(
+        Divergence(
+            index=run.cursor,
+            reason="the entry failed differently from the record",
+            recorded_step={"execution": state.value},
+            recorded_value=_end_value(recorded),
+            produced_step={"execution": "Failed"},
+            produced_value=None
+            if error is None
+            else {"error": error.category.value, "message": error.message},
+        )
+    )
+
+
+def _error_of(failure: BaseException | None) -> ExecutionError | None:
+    if failure is None:
+        return None
+    if isinstance(failure, StepError):
+        return failure.error
+    return error_from(failure, "")
+
+
+def _same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.category, a.message, a.code, a.exception_type) == (
+        b.category,
+        b.message,
+        b.code,
+        b.exception_type,
+    )
+
+
+def _end_value(recorded: Execution) -> Any:
+    if recorded.error is not None:
+        return {"error": recorded.error.category.value, "message": recorded.error.message}
+    return value_view(bytes(recorded.output))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _finish(
+    result: ReplayResult, raise_on_failure: bool, cause: Exception | None = None
+) -> ReplayResult:
+    if not raise_on_failure or result.verdict in (Verdict.OK, Verdict.NOT_RERUN):
+        return result
+    error: ReplayError | ChainIntegrityError
+    if result.verdict is Verdict.INTEGRITY:
+        error = ChainIntegrityError(result.message)
+    elif result.verdict is Verdict.SCHEMA_MISMATCH:
+        error = SchemaMismatchError(result.report())
+    else:
+        error = NondeterminismError(result.report())
+    error.result = result  # type: ignore[attr-defined]
+    raise error from cause
+
+
+def replay_all(
+    journal_: Journal,
+    flows: Iterable[Flow] = (),
+    where: ListFilter | None = None,
+    *,
+    fold_only: bool = False,
+    on_result: Callable[[ReplayResult], None] | None = None,
+) -> BatchResult:
+    """Replay every execution of this tenant that `where` selects.
+
+    Continues past failures; each execution gets its own verdict.
+    """
+    started = time.perf_counter()
+    flows = list(flows)
+    results = []
+    for summary in journal_.list(where):
+        result = replay(journal_, summary.execution_id, flows, fold_only=fold_only)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return BatchResult(tuple(results), _ms(started))
