@@ -7,7 +7,7 @@ from code; `replay.replay` re-runs them against today's code.
 from journal.application import Journal as Journal
 from journal.application import RecordedEvent as RecordedEvent
 from journal.application import VerifiedHistory as VerifiedHistory
-from journal.application import open as open  # noqa: A004 - public API name
+from journal.application import open as open
 from journal.application import utc_now as utc_now
 from journal.commands import ExecutionHandle as ExecutionHandle
 from journal.errors import ChainIntegrityError as ChainIntegrityError
@@ -69,8 +69,8 @@ __all__ = [
     "RetryPolicy",
     "SchemaMismatchError",
     "Step",
-    "StepSource",
     "StepError",
+    "StepSource",
     "StepState",
     "StepType",
     "StoreError",

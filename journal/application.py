@@ -7,6 +7,7 @@ start from a snapshot (a cache), `verify` and `history` never do.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,13 @@ from journal import events as ev
 from journal.chain import check_head, verify_links
 from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
 from journal.fold import fold
-from journal.ids import DEFAULT_TENANT, ExecutionId, TenantId, parse_execution_id, parse_tenant_id
+from journal.ids import (
+    DEFAULT_TENANT,
+    ExecutionId,
+    TenantId,
+    parse_execution_id,
+    parse_tenant_id,
+)
 from journal.model import Execution, StepState, is_null
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
@@ -120,7 +127,7 @@ class Journal:
             raise not_found(execution_id, self.tenant_id)
         return found
 
-    def list(self, where: ListFilter | None = None) -> list[Summary]:
+    def list(self, where: ListFilter | None = None) -> builtins.list[Summary]:
         """This tenant's executions, newest first."""
         return self.store.list_summaries(self.tenant_id, where or ListFilter())
 
@@ -142,7 +149,7 @@ class Journal:
         rows = self.store.load_rows(summary.execution_id, self.tenant_id)
         return verify_rows(self.store, summary, rows, expect_head)
 
-    def events(self, execution_id: str) -> list[RecordedEvent]:
+    def events(self, execution_id: str) -> builtins.list[RecordedEvent]:
         """Decoded events with their sequence numbers and links (verified)."""
         history = self.history(execution_id)
         return [
@@ -252,7 +259,7 @@ def decode_rows(execution_id: str, rows: Sequence[Row]) -> list[ev.AnyEvent]:
         raise
 
 
-def open(  # noqa: A001 - the public name DESIGN.md §7 fixes: journal.open(...)
+def open(
     url: str = DEFAULT_URL,
     *,
     tenant: str = DEFAULT_TENANT,
@@ -261,4 +268,6 @@ def open(  # noqa: A001 - the public name DESIGN.md §7 fixes: journal.open(...)
 ) -> Journal:
     """Open a journal: ``journal.open("sqlite:///runs.db", tenant="tenant_acme")``."""
     tenant_id = parse_tenant_id(tenant)
-    return Journal(open_store(url, create=create), tenant_id, snapshot_every=snapshot_every)
+    return Journal(
+        open_store(url, create=create), tenant_id, snapshot_every=snapshot_every
+    )

@@ -123,10 +123,9 @@ def check_head(
     """Compare a chain's head with one printed earlier (catches truncation)."""
     if actual == expected:
         return
-    if actual[0] == expected[0]:
-        seq = actual[0]
-    else:
-        seq = min(actual[0], expected[0]) + 1
+    # Same length: the last event differs; else the first missing/extra one.
+    same_length = actual[0] == expected[0]
+    seq = actual[0] if same_length else min(actual[0], expected[0]) + 1
     raise ChainIntegrityError(
         f"{execution_id}: head is {format_head(*actual)}, expected "
         f"{format_head(*expected)}",

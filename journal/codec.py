@@ -121,7 +121,5 @@ class MsgspecMapper(Mapper[str]):
         return self.to_stored(execution_id, seq, event)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        where = (
-            f"{stored_event.originator_id} seq {stored_event.originator_version}: "
-        )
+        where = f"{stored_event.originator_id} seq {stored_event.originator_version}: "
         return decode(stored_event.state, where=where)

@@ -17,7 +17,13 @@ from journal import events as ev
 from journal.codec import encode_value
 from journal.errors import InvalidTransitionError, JournalError
 from journal.fold import apply_in_place, begin, fold
-from journal.ids import ExecutionId, StepId, new_execution_id, new_step_id, parse_execution_id
+from journal.ids import (
+    ExecutionId,
+    StepId,
+    new_execution_id,
+    new_step_id,
+    parse_execution_id,
+)
 from journal.model import (
     NULL,
     ErrorCategory,
@@ -35,7 +41,8 @@ if TYPE_CHECKING:
 
 def _raw(value: Any) -> msgspec.Raw:
     if value is None:
-        return NULL
+        null: msgspec.Raw = NULL
+        return null
     if isinstance(value, msgspec.Raw):
         return value
     return encode_value(value)
@@ -58,7 +65,7 @@ class ExecutionHandle:
         journal: Journal,
         *,
         flow: str | None = None,
-        input: Any = None,  # noqa: A002 - the field's name in the model
+        input: Any = None,
         parent: ParentLink | None = None,
         schema_version: str | None = None,
         execution_id: str | None = None,
@@ -85,7 +92,7 @@ class ExecutionHandle:
         self,
         *,
         flow: str | None = None,
-        input: Any = None,  # noqa: A002
+        input: Any = None,
         step_id: StepId | None = None,
         schema_version: str | None = None,
     ) -> ExecutionHandle:
@@ -142,14 +149,18 @@ class ExecutionHandle:
 
     def wait(self, reason: WaitReason | str, detail: str | None = None) -> Execution:
         return self.record(
-            ev.ExecutionWaiting(at=self._now(), reason=WaitReason(reason), detail=detail)
+            ev.ExecutionWaiting(
+                at=self._now(), reason=WaitReason(reason), detail=detail
+            )
         )
 
     def receive_input(self, value: Any = None) -> Execution:
         return self.record(ev.InputReceived(at=self._now(), input=_raw(value)))
 
     def record_value(self, kind: str, value: Any) -> Execution:
-        return self.record(ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value)))
+        return self.record(
+            ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value))
+        )
 
     def complete(self, output: Any = None) -> Execution:
         return self.record(ev.ExecutionCompleted(at=self._now(), output=_raw(output)))
@@ -173,7 +184,7 @@ class ExecutionHandle:
         name: str,
         step_type: str = "FunctionNode",
         *,
-        input: Any = None,  # noqa: A002
+        input: Any = None,
         parent_step_id: StepId | None = None,
         source: StepSource | None = None,
         callable_id: str | None = None,
@@ -203,7 +214,7 @@ class ExecutionHandle:
         step_type: str | None = "FunctionNode",
         *,
         step_id: StepId | None = None,
-        input: Any = None,  # noqa: A002
+        input: Any = None,
         parent_step_id: StepId | None = None,
         source: StepSource | None = None,
         callable_id: str | None = None,
@@ -261,7 +272,9 @@ class ExecutionHandle:
         )
 
     def skip_step(self, step_id: StepId, reason: str | None = None) -> Execution:
-        return self.record(ev.StepSkipped(at=self._now(), step_id=step_id, reason=reason))
+        return self.record(
+            ev.StepSkipped(at=self._now(), step_id=step_id, reason=reason)
+        )
 
     def _duration(self, step_id: StepId, now: Any, given: int | None) -> int | None:
         if given is not None:

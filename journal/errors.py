@@ -13,6 +13,8 @@ class JournalError(Exception):
     """Root of every error the journal raises on purpose."""
 
     exit_code = 1
+    #: For replay failures raised on request: the `ReplayResult` behind it.
+    result: object | None = None
 
 
 class InvalidIdError(JournalError, ValueError):

@@ -35,7 +35,7 @@ class Event(
     at: datetime
 
 
-class ExecutionCreated(Event, tag="ExecutionCreated"):
+class ExecutionCreated(Event, tag="ExecutionCreated", frozen=True):
     """An execution was created for a tenant (maybe by a flow, maybe a child)."""
 
     tenant_id: TenantId
@@ -45,15 +45,15 @@ class ExecutionCreated(Event, tag="ExecutionCreated"):
     input: msgspec.Raw = NULL
 
 
-class PlanningStarted(Event, tag="PlanningStarted"):
+class PlanningStarted(Event, tag="PlanningStarted", frozen=True):
     """The execution began planning its steps."""
 
 
-class ExecutionStarted(Event, tag="ExecutionStarted"):
+class ExecutionStarted(Event, tag="ExecutionStarted", frozen=True):
     """The execution began running."""
 
 
-class StepAdded(Event, tag="StepAdded"):
+class StepAdded(Event, tag="StepAdded", frozen=True):
     """A step was planned ahead of running (Pending)."""
 
     step_id: StepId
@@ -66,7 +66,7 @@ class StepAdded(Event, tag="StepAdded"):
     input: msgspec.Raw = NULL
 
 
-class StepStarted(Event, tag="StepStarted"):
+class StepStarted(Event, tag="StepStarted", frozen=True):
     """A step began running; carries what StepAdded would for a new step."""
 
     step_id: StepId
@@ -79,7 +79,7 @@ class StepStarted(Event, tag="StepStarted"):
     input: msgspec.Raw = NULL
 
 
-class StepCompleted(Event, tag="StepCompleted"):
+class StepCompleted(Event, tag="StepCompleted", frozen=True):
     """A running step finished with an output."""
 
     step_id: StepId
@@ -87,7 +87,7 @@ class StepCompleted(Event, tag="StepCompleted"):
     duration_ms: int | None = None
 
 
-class StepFailed(Event, tag="StepFailed"):
+class StepFailed(Event, tag="StepFailed", frozen=True):
     """A running step failed with a categorised error."""
 
     step_id: StepId
@@ -95,56 +95,56 @@ class StepFailed(Event, tag="StepFailed"):
     duration_ms: int | None = None
 
 
-class StepSkipped(Event, tag="StepSkipped"):
+class StepSkipped(Event, tag="StepSkipped", frozen=True):
     """A pending step was skipped without running."""
 
     step_id: StepId
     reason: str | None = None
 
 
-class ExecutionPaused(Event, tag="ExecutionPaused"):
+class ExecutionPaused(Event, tag="ExecutionPaused", frozen=True):
     """The execution was paused."""
 
     reason: str | None = None
 
 
-class ExecutionResumed(Event, tag="ExecutionResumed"):
+class ExecutionResumed(Event, tag="ExecutionResumed", frozen=True):
     """A paused or waiting execution went on (an approval without input)."""
 
 
-class ExecutionWaiting(Event, tag="ExecutionWaiting"):
+class ExecutionWaiting(Event, tag="ExecutionWaiting", frozen=True):
     """The execution began waiting, for a reason."""
 
     reason: WaitReason
     detail: str | None = None
 
 
-class InputReceived(Event, tag="InputReceived"):
+class InputReceived(Event, tag="InputReceived", frozen=True):
     """The input a waiting execution waited for arrived; it runs again."""
 
     input: msgspec.Raw = NULL
 
 
-class ValueRecorded(Event, tag="ValueRecorded"):
+class ValueRecorded(Event, tag="ValueRecorded", frozen=True):
     """A nondeterministic value (now, random, uuid4) was drawn by flow code."""
 
     kind: str
     value: msgspec.Raw
 
 
-class ExecutionCompleted(Event, tag="ExecutionCompleted"):
+class ExecutionCompleted(Event, tag="ExecutionCompleted", frozen=True):
     """The execution finished with an output."""
 
     output: msgspec.Raw = NULL
 
 
-class ExecutionFailed(Event, tag="ExecutionFailed"):
+class ExecutionFailed(Event, tag="ExecutionFailed", frozen=True):
     """The execution failed."""
 
     error: ExecutionError
 
 
-class ExecutionCancelled(Event, tag="ExecutionCancelled"):
+class ExecutionCancelled(Event, tag="ExecutionCancelled", frozen=True):
     """The execution was cancelled."""
 
     reason: str | None = None

@@ -80,13 +80,17 @@ class StepError(Exception):
 class RunContext(Protocol):
     """What a step call or helper talks to inside a run (live or replay)."""
 
-    def call_step(self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call_step(
+        self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Record or match one step call and return its (decoded) output."""
 
     def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
         """Record or replay a nondeterministic value."""
 
-    def run_child(self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run_child(
+        self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Record or match a sub-flow call."""
 
 
@@ -97,7 +101,9 @@ def _hints(function: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(function)
     except (NameError, TypeError) as e:
-        raise TypeError(f"cannot resolve type hints of {function.__qualname__}: {e}") from e
+        raise TypeError(
+            f"cannot resolve type hints of {function.__qualname__}: {e}"
+        ) from e
 
 
 @dataclass(frozen=True)
@@ -234,7 +240,9 @@ class Flow:
                 signature=Signature.of(fn),
             )
             if definition.callable_id in self.steps:
-                raise ValueError(f"{self.name}: duplicate step {definition.callable_id}")
+                raise ValueError(
+                    f"{self.name}: duplicate step {definition.callable_id}"
+                )
             self.steps[definition.callable_id] = definition
             self._document = None
 
@@ -268,9 +276,7 @@ class Flow:
                 "event_format": EVENT_FORMAT_MAJOR,
                 "flow": self.name,
                 "entry": self._entry().document(),
-                "steps": [
-                    self.steps[key].document() for key in sorted(self.steps)
-                ],
+                "steps": [self.steps[key].document() for key in sorted(self.steps)],
             }
         return self._document
 
@@ -353,7 +359,10 @@ def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
         return ErrorCategory.NETWORK_ERROR
     if isinstance(exc, PermissionError):
         return ErrorCategory.POLICY_VIOLATION
-    if isinstance(exc, msgspec.ValidationError) or type(exc).__name__ == "ValidationError":
+    if (
+        isinstance(exc, msgspec.ValidationError)
+        or type(exc).__name__ == "ValidationError"
+    ):
         return ErrorCategory.VALIDATION_ERROR
     if step_type == StepType.LLM_NODE:
         return ErrorCategory.LLM_ERROR

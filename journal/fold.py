@@ -35,7 +35,9 @@ _IN_FLIGHT: Final = frozenset({S.RUNNING, S.PAUSED, S.WAITING})
 #: For each event tag: the states it is allowed in, and the state it leads to
 #: (None: the state does not change). ExecutionCreated is only ever the first
 #: event, so it is allowed in no state.
-TRANSITIONS: Final[dict[str, tuple[frozenset[ExecutionState], ExecutionState | None]]] = {
+TRANSITIONS: Final[
+    dict[str, tuple[frozenset[ExecutionState], ExecutionState | None]]
+] = {
     "ExecutionCreated": (frozenset(), None),
     "PlanningStarted": (frozenset({S.CREATED}), S.PLANNING),
     "ExecutionStarted": (frozenset({S.CREATED, S.PLANNING}), S.RUNNING),
@@ -97,8 +99,7 @@ def fold(
         if not isinstance(first, ev.ExecutionCreated):
             name = "no event" if first is None else ev.tag_of(first)
             raise InvalidTransitionError(
-                f"{execution_id}: the first event must be ExecutionCreated, "
-                f"not {name}"
+                f"{execution_id}: the first event must be ExecutionCreated, not {name}"
             )
         current = begin(execution_id, first)
     else:
@@ -187,7 +188,9 @@ def _apply_step_start(state: Execution, event: ev.StepAdded | ev.StepStarted) ->
         if step is not None:
             raise _refuse(state, event, f"step {event.step_id} already exists")
         if event.step_type is None or event.name is None:
-            raise _refuse(state, event, f"new step {event.step_id} needs a type and name")
+            raise _refuse(
+                state, event, f"new step {event.step_id} needs a type and name"
+            )
         if event.parent_step_id is not None and event.parent_step_id not in state.steps:
             raise _refuse(state, event, f"parent step {event.parent_step_id} not found")
         step = Step(
@@ -218,7 +221,9 @@ def _apply_step_end(
     step = state.steps.get(event.step_id)
     if step is None:
         raise _refuse(state, event, f"step {event.step_id} not found")
-    expected = StepState.PENDING if isinstance(event, ev.StepSkipped) else StepState.RUNNING
+    expected = (
+        StepState.PENDING if isinstance(event, ev.StepSkipped) else StepState.RUNNING
+    )
     if step.state is not expected:
         raise _refuse(state, event, f"step {event.step_id} is {step.state.value}")
     step.ended_at = event.at

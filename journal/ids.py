@@ -58,7 +58,9 @@ def new_body(now: float | None = None) -> str:
 
 def _parse(value: object, prefix: str, kind: str) -> str:
     if not isinstance(value, str) or not value.startswith(prefix):
-        raise InvalidIdError(f"invalid {kind} id {value!r}: expected {prefix}<27 base62>")
+        raise InvalidIdError(
+            f"invalid {kind} id {value!r}: expected {prefix}<27 base62>"
+        )
     body = value[len(prefix) :]
     if not _BODY_RE.fullmatch(body) or _decode_base62(body) > _MAX_BODY_VALUE:
         raise InvalidIdError(

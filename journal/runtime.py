@@ -9,7 +9,8 @@ decoded from those bytes, exactly as a replay would give them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -63,10 +64,12 @@ class LiveRun:
         self.stack: list[StepId] = []
         self.journal_failure: JournalError | None = None
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
-        """Run a journal write; remember a failure so no user `except` hides it."""
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Around a journal write: remember a failure so no user `except`
+        in the entry can hide it (the run re-raises it at the end)."""
         try:
-            return action()
+            yield
         except JournalError as e:
             self.journal_failure = self.journal_failure or e
             raise
@@ -80,8 +83,8 @@ class LiveRun:
         attempt = 1
         while True:
             source = StepSource.retry(original, attempt) if original else None
-            step_id: StepId = self._guard(
-                lambda: self.handle.start_step(
+            with self._guard():
+                step_id: StepId = self.handle.start_step(
                     step.name,
                     step.step_type,
                     input=payload,
@@ -90,7 +93,6 @@ class LiveRun:
                     callable_id=step.callable_id,
                     callable_type="Function",
                 )
-            )
             original = original or step_id
             started = time.perf_counter()
             self.stack.append(step_id)
@@ -99,14 +101,15 @@ class LiveRun:
             except Exception as exc:
                 if isinstance(exc, JournalError) and exc is self.journal_failure:
                     raise
-                error = error_from(exc, step.step_type, attempt=attempt, step_id=step_id)
+                error = error_from(
+                    exc, step.step_type, attempt=attempt, step_id=step_id
+                )
                 policy = step.policy_for(error)
                 error = msgspec.structs.replace(error, retry_policy=policy)
-                self._guard(
-                    lambda: self.handle.fail_step(
+                with self._guard():
+                    self.handle.fail_step(
                         step_id, error, duration_ms=_ms_since(started)
                     )
-                )
                 if policy.should_retry(attempt):
                     self.sleep(policy.delay_for_attempt(attempt) / 1000)
                     attempt += 1
@@ -114,16 +117,16 @@ class LiveRun:
                 raise StepError(error=error) from exc
             finally:
                 self.stack.pop()
-            self._guard(
-                lambda: self.handle.complete_step(
+            with self._guard():
+                self.handle.complete_step(
                     step_id, msgspec.Raw(output), duration_ms=_ms_since(started)
                 )
-            )
             return step.signature.decode_output(output)
 
     def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
         raw = canonical(make())
-        self._guard(lambda: self.handle.record_value(kind, msgspec.Raw(raw)))
+        with self._guard():
+            self.handle.record_value(kind, msgspec.Raw(raw))
         return msgspec.json.decode(raw, type=type_)
 
     def run_child(
@@ -132,8 +135,8 @@ class LiveRun:
         signature = child._entry()
         payload = msgspec.Raw(signature.encode_args(args, kwargs))
         parent = self.stack[-1] if self.stack else None
-        step_id: StepId = self._guard(
-            lambda: self.handle.start_step(
+        with self._guard():
+            step_id: StepId = self.handle.start_step(
                 child.name,
                 StepType.GRAPH_NODE,
                 input=payload,
@@ -141,27 +144,24 @@ class LiveRun:
                 callable_id=child.name,
                 callable_type="Flow",
             )
-        )
         started = time.perf_counter()
         link = ParentLink(
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
         result = run_live(child, self.handle.journal, args, kwargs, parent=link)
         if result.error is None and result.state.value == "Completed":
-            self._guard(
-                lambda: self.handle.complete_step(
+            with self._guard():
+                self.handle.complete_step(
                     step_id, result.output, duration_ms=_ms_since(started)
                 )
-            )
             return signature.decode_output(bytes(result.output))
         error = result.error or ExecutionError(
             category=ErrorCategory.KERNEL_INTERNAL,
             message=f"child execution {result.id} ended {result.state_label}",
         )
         error = msgspec.structs.replace(error, step_id=step_id, attempt=1)
-        self._guard(
-            lambda: self.handle.fail_step(step_id, error, duration_ms=_ms_since(started))
-        )
+        with self._guard():
+            self.handle.fail_step(step_id, error, duration_ms=_ms_since(started))
         raise StepError(error=error)
 
 
@@ -200,7 +200,8 @@ def run_live(
         handle.complete(msgspec.Raw(output))
     finally:
         current_run.reset(token)
-    return handle.state
+    state: Execution = handle.state
+    return state
 
 
 def _ms_since(started: float) -> int:

@@ -62,7 +62,10 @@ def _describe(info: mi.Type, seen: tuple[int, ...]) -> dict[str, Any]:
         kind = "set" if isinstance(info, mi.SetType | mi.FrozenSetType) else "array"
         return {"type": kind, "items": _describe(info.item_type, seen)}
     if isinstance(info, mi.TupleType):
-        return {"type": "array", "prefixItems": [_describe(t, seen) for t in info.item_types]}
+        return {
+            "type": "array",
+            "prefixItems": [_describe(t, seen) for t in info.item_types],
+        }
     if isinstance(info, mi.DictType):
         return {
             "type": "object",
@@ -147,9 +150,7 @@ def _diff_signature(where: str, old: Any, new: Any, lines: list[str]) -> None:
     for name in sorted(old_params.keys() | new_params.keys()):
         before, after = old_params.get(name), new_params.get(name)
         if before != after:
-            lines.append(
-                f"{where}: input {name}: {_brief(before)} -> {_brief(after)}"
-            )
+            lines.append(f"{where}: input {name}: {_brief(before)} -> {_brief(after)}")
     if old.get("returns") != new.get("returns"):
         lines.append(
             f"{where}: output type: {_brief(old.get('returns'))} -> "

@@ -107,7 +107,9 @@ class SQLStore(Store):
         values[16] = bytes(values[16])
         return Summary(*values)
 
-    def _head(self, cur: Any, execution_id: str) -> tuple[int, str, str, int, bytes] | None:
+    def _head(
+        self, cur: Any, execution_id: str
+    ) -> tuple[int, str, str, int, bytes] | None:
         cur.execute(
             self._q(
                 "SELECT exec_key, tenant_id, alg, head_seq, head_hash "
@@ -328,7 +330,10 @@ class SQLStore(Store):
         same_head = last is not None and (head_seq, head_hash) == (last.seq, last.hash)
         if owner == history.summary.tenant_id and same_head:
             cur.execute(
-                self._q("SELECT seq, payload, hash FROM journal_events WHERE exec_key = ? ORDER BY seq"),
+                self._q(
+                    "SELECT seq, payload, hash FROM journal_events "
+                    "WHERE exec_key = ? ORDER BY seq"
+                ),
                 (key,),
             )
             stored = [Row(s, bytes(p), bytes(h)) for s, p, h in cur.fetchall()]
@@ -351,7 +356,11 @@ class SQLStore(Store):
                     raise stale(execution_id, first - 1, head[3])
                 previous = head[4] if head is not None else None
                 rows = chain_rows(
-                    self.hasher, execution_id, previous, first, [e.state for e in events]
+                    self.hasher,
+                    execution_id,
+                    previous,
+                    first,
+                    [e.state for e in events],
                 )
                 summary = Summary(
                     execution_id=execution_id,
@@ -464,7 +473,9 @@ class SQLiteStore(SQLStore):
         if not create and not self.path.exists():
             raise StoreError(f"no journal at {self.path} (nothing was created)")
         if create and self.path.parent and not self.path.parent.exists():
-            raise StoreError(f"cannot create {self.path}: no directory {self.path.parent}")
+            raise StoreError(
+                f"cannot create {self.path}: no directory {self.path.parent}"
+            )
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60

@@ -418,7 +418,11 @@ class MemoryStore(Store):
                 previous = existing.summary.head_hash if existing else None
                 first = events[0].originator_version
                 rows = chain_rows(
-                    self.hasher, execution_id, previous, first, [e.state for e in events]
+                    self.hasher,
+                    execution_id,
+                    previous,
+                    first,
+                    [e.state for e in events],
                 )
                 summary = replace(
                     summary, head_seq=rows[-1].seq, head_hash=rows[-1].hash

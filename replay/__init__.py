@@ -9,6 +9,7 @@ or not_rerun.
 from replay.replayer import replay as replay
 from replay.replayer import replay_all as replay_all
 from replay.replayer import replay_events as replay_events
+from replay.replayer import replay_file as replay_file
 from replay.report import BatchResult as BatchResult
 from replay.report import Divergence as Divergence
 from replay.report import ReplayResult as ReplayResult
@@ -22,4 +23,5 @@ __all__ = [
     "replay",
     "replay_all",
     "replay_events",
+    "replay_file",
 ]

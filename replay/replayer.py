@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from journal import events as ev
 from journal.application import Journal
-from journal.chain import format_head
+from journal.chain import Hasher, format_head
 from journal.errors import (
     ChainIntegrityError,
+    ImportFormatError,
     InvalidTransitionError,
     NondeterminismError,
     ReplayError,
@@ -261,7 +263,10 @@ def _same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:
 
 def _end_value(recorded: Execution) -> Any:
     if recorded.error is not None:
-        return {"error": recorded.error.category.value, "message": recorded.error.message}
+        return {
+            "error": recorded.error.category.value,
+            "message": recorded.error.message,
+        }
     return value_view(bytes(recorded.output))
 
 
@@ -281,8 +286,64 @@ def _finish(
         error = SchemaMismatchError(result.report())
     else:
         error = NondeterminismError(result.report())
-    error.result = result  # type: ignore[attr-defined]
+    error.result = result
     raise error from cause
+
+
+def replay_file(
+    path: Path,
+    flows: Iterable[Flow] = (),
+    *,
+    hasher: Hasher | None = None,
+    fold_only: bool = False,
+) -> BatchResult:
+    """Replay every execution in an export file; no store is needed.
+
+    Each block's chain is verified first (a broken one is `integrity`, and
+    no flow code runs for it); a malformed file raises `ImportFormatError`.
+    """
+    from journal.export import parse_blocks, schema_lookup_for
+
+    started = time.perf_counter()
+    hasher = hasher or Hasher.from_env()
+    flows = list(flows)
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as e:
+        raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        blocks = parse_blocks(lines, hasher, str(path))
+    except ChainIntegrityError as e:
+        result = ReplayResult(
+            verdict=Verdict.INTEGRITY,
+            execution_id=_first_id(lines),
+            message=str(e),
+            source=str(path),
+            duration_ms=_ms(started),
+        )
+        return BatchResult((result,), _ms(started))
+    schemas = schema_lookup_for(blocks)
+    results = [
+        replay_events(
+            block.header.execution_id,
+            block.events,
+            flows,
+            schema_lookup=schemas.get,
+            head=block.header.head,
+            fold_only=fold_only,
+            source=block.source,
+        )
+        for block in blocks
+    ]
+    return BatchResult(tuple(results), _ms(started))
+
+
+def _first_id(lines: Sequence[bytes]) -> str:
+    try:
+        header = msgspec.json.decode(lines[0]) if lines else {}
+    except msgspec.DecodeError:
+        return "?"
+    return str(header.get("execution_id", "?")) if isinstance(header, dict) else "?"
 
 
 def replay_all(

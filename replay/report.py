@@ -119,7 +119,9 @@ class ReplayResult:
             "steps_checked": self.steps_checked,
             "duration_ms": round(self.duration_ms, 3),
             "head": self.head,
-            "divergence": None if self.divergence is None else self.divergence.to_dict(),
+            "divergence": None
+            if self.divergence is None
+            else self.divergence.to_dict(),
             "schema_changes": list(self.schema_changes),
             "source": self.source,
         }
@@ -136,7 +138,9 @@ class ReplayResult:
             lines.append(f"  current schema  {self.current_schema or '-'}")
         lines.extend(f"  changed: {change}" for change in self.schema_changes)
         if self.divergence is not None:
-            lines.append(f"  at step index {self.divergence.index}: {self.divergence.reason}")
+            lines.append(
+                f"  at step index {self.divergence.index}: {self.divergence.reason}"
+            )
             lines.extend("  " + line for line in self.divergence.diff.splitlines())
         return "\n".join(lines)
 

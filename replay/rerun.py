@@ -24,7 +24,7 @@ from journal.schema import canonical
 from replay.report import Divergence, step_view, value_view
 
 
-class Stop(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Stop(BaseException):
     """Unwinds the entry: diverged, or the record ended (not an error)."""
 
 
@@ -166,7 +166,11 @@ class ReplayRun:
         return self._outcome(step, final, produced)
 
     def _run_pure(
-        self, step: StepDef, attempt: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        step: StepDef,
+        attempt: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> bytes | None:
         index = self.order.index(attempt.id)
         self.stack.append(attempt.id)
@@ -206,7 +210,10 @@ class ReplayRun:
                     recorded_step=step_view(attempt),
                     recorded_value=value_view(bytes(attempt.output)),
                     produced_step={"name": step.name, "callable_id": step.callable_id},
-                    produced_value={"error": error.category.value, "message": error.message},
+                    produced_value={
+                        "error": error.category.value,
+                        "message": error.message,
+                    },
                 )
             )
         recorded_output = self._value(attempt, "output", attempt.output)
@@ -214,7 +221,8 @@ class ReplayRun:
             raise self.diverge(
                 Divergence(
                     index=index,
-                    reason=f"step {index} ({step.callable_id}): pure step output differs",
+                    reason=f"step {index} ({step.callable_id}): "
+                    "pure step output differs",
                     recorded_step=step_view(attempt),
                     recorded_value=value_view(recorded_output),
                     produced_step={"name": step.name, "callable_id": step.callable_id},
@@ -224,8 +232,10 @@ class ReplayRun:
 
     def _outcome(self, step: StepDef, final: Step, produced: bytes | None) -> Any:
         if final.state is StepState.COMPLETED:
-            output = produced if produced is not None else self._value(
-                final, "output", final.output
+            output = (
+                produced
+                if produced is not None
+                else self._value(final, "output", final.output)
             )
             return step.signature.decode_output(output)
         if final.state is StepState.FAILED and final.error is not None:
