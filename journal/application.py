@@ -239,7 +239,7 @@ def verify_rows(
     head = verify_links(
         store.hasher,
         summary.execution_id,
-        ((r.seq, r.payload, r.hash) for r in rows),
+        rows,
     )
     if not rows:
         raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)

@@ -26,7 +26,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -75,6 +75,12 @@ class StepError(Exception):
     @property
     def category(self) -> ErrorCategory:
         return self.error.category
+
+
+class StepDecorator(Protocol):
+    """What ``@flow.step(...)`` returns: keeps the function's signature."""
+
+    def __call__(self, function: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 class RunContext(Protocol):
@@ -215,9 +221,23 @@ class Flow:
 
     # --- decorators -------------------------------------------------------
 
+    @overload
+    def step(self, function: Callable[P, R]) -> Callable[P, R]: ...
+
+    @overload
     def step(
         self,
-        function: Callable[P, R] | None = None,
+        *,
+        step_type: StepType | str = ...,
+        pure: bool = ...,
+        retry: RetryPolicy | None = ...,
+        name: str | None = ...,
+        callable_id: str | None = ...,
+    ) -> StepDecorator: ...
+
+    def step(
+        self,
+        function: Callable[..., Any] | None = None,
         *,
         step_type: StepType | str = StepType.FUNCTION_NODE,
         pure: bool = False,
@@ -227,7 +247,7 @@ class Flow:
     ) -> Any:
         """Declare a journaled step (usable with or without arguments)."""
 
-        def register(fn: Callable[P, R]) -> Callable[P, R]:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             step_name = name or fn.__name__
             definition = StepDef(
                 flow=self,
@@ -247,12 +267,11 @@ class Flow:
             self._document = None
 
             @functools.wraps(fn)
-            def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            def call(*args: Any, **kwargs: Any) -> Any:
                 run = current_run.get()
                 if run is None:
                     return fn(*args, **kwargs)
-                result: R = run.call_step(definition, args, kwargs)
-                return result
+                return run.call_step(definition, args, kwargs)
 
             call.__journal_step__ = definition  # type: ignore[attr-defined]
             return call

@@ -12,8 +12,8 @@ in place on its private copy, so folding N events costs O(N), not O(N^2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 import msgspec
 
@@ -137,43 +137,53 @@ def apply_in_place(state: Execution, event: ev.Event) -> None:
 
 def _apply(state: Execution, event: ev.Event) -> None:
     """Apply one event in place; refusals come before any change."""
-    tag = ev.tag_of(event)
-    allowed, target = TRANSITIONS[tag]
+    allowed, target, change = _RULES[type(event)]
     if state.state not in allowed:
         raise _refuse(state, event, f"not allowed in state {state.state_label}")
-    match event:
-        case ev.StepAdded() | ev.StepStarted():
-            _apply_step_start(state, event)
-        case ev.StepCompleted() | ev.StepFailed() | ev.StepSkipped():
-            _apply_step_end(state, event)
-        case ev.ExecutionStarted():
-            state.started_at = event.at
-        case ev.ExecutionPaused():
-            state.pause_reason = event.reason
-        case ev.ExecutionWaiting():
-            state.wait_reason = event.reason
-        case ev.InputReceived():
-            state.received_inputs.append(event.input)
-        case ev.ValueRecorded():
-            state.recorded_values.append(RecordedValue(event.kind, event.value))
-        case ev.ExecutionCompleted():
-            _require_no_running_step(state, event)
-            state.output = event.output
-            state.ended_at = event.at
-        case ev.ExecutionFailed():
-            state.error = event.error
-            state.ended_at = event.at
-        case ev.ExecutionCancelled():
-            state.cancel_reason = event.reason
-            state.ended_at = event.at
-        case _:
-            pass
+    if change is not None:
+        change(state, event)
     if target is not None:
         if target is not S.WAITING:
             state.wait_reason = None
         state.state = target
     state.updated_at = event.at
     state.version += 1
+
+
+def _started(state: Execution, event: Any) -> None:
+    state.started_at = event.at
+
+
+def _paused(state: Execution, event: Any) -> None:
+    state.pause_reason = event.reason
+
+
+def _waiting(state: Execution, event: Any) -> None:
+    state.wait_reason = event.reason
+
+
+def _input_received(state: Execution, event: Any) -> None:
+    state.received_inputs.append(event.input)
+
+
+def _value_recorded(state: Execution, event: Any) -> None:
+    state.recorded_values.append(RecordedValue(event.kind, event.value))
+
+
+def _completed(state: Execution, event: Any) -> None:
+    _require_no_running_step(state, event)
+    state.output = event.output
+    state.ended_at = event.at
+
+
+def _failed(state: Execution, event: Any) -> None:
+    state.error = event.error
+    state.ended_at = event.at
+
+
+def _cancelled(state: Execution, event: Any) -> None:
+    state.cancel_reason = event.reason
+    state.ended_at = event.at
 
 
 def _require_no_running_step(state: Execution, event: ev.Event) -> None:
@@ -237,3 +247,29 @@ def _apply_step_end(
     else:
         step.state = StepState.FAILED
         step.error = event.error
+
+
+_CHANGES: dict[type[ev.Event], Callable[[Execution, Any], None] | None] = {
+    ev.ExecutionCreated: None,
+    ev.PlanningStarted: None,
+    ev.ExecutionStarted: _started,
+    ev.StepAdded: _apply_step_start,
+    ev.StepStarted: _apply_step_start,
+    ev.StepCompleted: _apply_step_end,
+    ev.StepFailed: _apply_step_end,
+    ev.StepSkipped: _apply_step_end,
+    ev.ExecutionPaused: _paused,
+    ev.ExecutionResumed: None,
+    ev.ExecutionWaiting: _waiting,
+    ev.InputReceived: _input_received,
+    ev.ValueRecorded: _value_recorded,
+    ev.ExecutionCompleted: _completed,
+    ev.ExecutionFailed: _failed,
+    ev.ExecutionCancelled: _cancelled,
+}
+
+#: Per event class: allowed states, next state, and the change it makes
+#: (dispatch by type: one dict lookup per event on the hot path).
+_RULES: Final = {
+    cls: (*TRANSITIONS[ev.tag_of(cls)], change) for cls, change in _CHANGES.items()
+}

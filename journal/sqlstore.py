@@ -26,7 +26,7 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,18 +222,21 @@ class SQLStore(Store):
         self, execution_id: str, tenant_id: str, after: int = 0, upto: int | None = None
     ) -> list[Row]:
         sql = (
-            "SELECT e.seq, e.payload, e.hash FROM journal_events e "
-            "JOIN journal_executions x ON x.exec_key = e.exec_key "
-            "WHERE x.execution_id = ? AND x.tenant_id = ? AND e.seq > ?"
+            "SELECT seq, payload, hash FROM journal_events "
+            "WHERE exec_key = ? AND seq > ?"
         )
-        params: list[Any] = [execution_id, tenant_id, after]
-        if upto is not None:
-            sql += " AND e.seq <= ?"
-            params.append(upto)
         with self._transaction(write=False) as cur:
-            cur.execute(self._q(sql + " ORDER BY e.seq"), params)
+            key = self._key(cur, execution_id, tenant_id)
+            if key is None:
+                return []
+            params: list[Any] = [key, after]
+            if upto is not None:
+                sql += " AND seq <= ?"
+                params.append(upto)
+            cur.execute(self._q(sql + " ORDER BY seq"), params)
             fetched = cur.fetchall()
-        return [Row(seq, bytes(payload), bytes(link)) for seq, payload, link in fetched]
+        make = Row._make
+        return [make(row) for row in fetched]
 
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
@@ -499,7 +502,11 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"{self.path} is not a journal (no journal tables)")
 
     def _time_in(self, value: datetime | None) -> Any:
-        return None if value is None else value.isoformat()
+        # Times are stored and compared as text: normalise aware times to UTC
+        # so that text order is time order whatever zone a caller used.
+        if value is None:
+            return None
+        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
 
     def _time_out(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)

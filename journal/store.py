@@ -23,7 +23,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from eventsourcing.persistence import AggregateRecorder, StoredEvent
@@ -33,8 +33,7 @@ from journal.errors import ConflictError, ExecutionNotFoundError
 from journal.ids import DEFAULT_TENANT
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One stored event: its sequence number, stored bytes and chain link."""
 
     seq: int

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "append_batched",
     "append_single",
+    "bytes_per_event",
     "db_bytes",
     "prepare",
     "repository_get",
@@ -133,6 +134,7 @@ def repository_get(
     app = _app(path)
     try:
         best = float("inf")
+        agg: Any = None
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
             agg = app.repository.get(originator_id)
@@ -202,10 +204,27 @@ def append_batched(path: str | os.PathLike[str], n_events: int) -> float:
 
 
 def db_bytes(path: str | os.PathLike[str]) -> int:
-    """Size on disk of the database, its WAL and shared-memory files."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        p = Path(os.fspath(path) + suffix)
-        if p.exists():
-            total += p.stat().st_size
-    return total
+    """Database plus WAL bytes after a truncating WAL checkpoint (no ``-shm``)."""
+    from ._disk import settled_db_bytes
+
+    return settled_db_bytes(path)
+
+
+def bytes_per_event(path: str | os.PathLike[str], n_events: int) -> float:
+    """On-disk bytes per event of one aggregate in a fresh database at ``path``.
+
+    ``path`` must not exist yet. The empty-schema size (measured on a temporary
+    file) is subtracted, so the figure is what each event adds.
+    """
+    import tempfile
+
+    from ._disk import settled_db_bytes
+
+    if Path(os.fspath(path)).exists():
+        raise FileExistsError(f"{path} exists; bytes_per_event needs a fresh file")
+    prepare(path, n_events)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.db"
+        _app(empty).close()
+        baseline = settled_db_bytes(empty)
+    return (settled_db_bytes(path) - baseline) / n_events

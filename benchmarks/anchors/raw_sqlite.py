@@ -27,8 +27,8 @@ Why it is a fair anchor
 
 Connection set-up and schema creation are outside the timed region; encoding,
 hashing, inserting and committing (or selecting, hashing, decoding and folding)
-are inside it. msgspec is a runtime dependency of the journal itself, so it is
-imported at module level; the standard library does the rest.
+are inside it. The events and the fold live in ``_raw_events`` (msgspec), imported
+inside the functions, so importing this module needs only the standard library.
 """
 
 from __future__ import annotations
@@ -41,26 +41,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 __all__ = [
     "CHAIN_PREFIX",
     "ChainError",
-    "Event",
     "append_batched",
     "append_single",
+    "bytes_per_event",
     "db_bytes",
-    "fold",
     "genesis",
-    "make_events",
     "prepare",
     "read_verify_fold",
 ]
 
 CHAIN_PREFIX = b"journal-chain/v1\0"
 DEFAULT_EXEC_ID = "exec_01HZXBENCHANCHOR0000000000"
-TENANT = "tenant_bench"
-_TS = "2024-05-01T12:00:00.000000Z"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -73,66 +67,6 @@ CREATE TABLE IF NOT EXISTS events (
 """
 _INSERT = "INSERT INTO events (exec, seq, payload, hash) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT seq, payload, hash FROM events WHERE exec = ? ORDER BY seq"
-
-
-# --- events: a tagged union of frozen Structs, as DESIGN.md section 4 asks ---
-
-
-class ExecutionCreated(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    flow: str
-    schema_version: int
-    input: dict[str, Any]
-
-
-class ExecutionStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    worker: str
-
-
-class StepAdded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    step_id: str
-    name: str
-
-
-class StepStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    step_id: str
-    name: str
-    attempt: int
-    input: dict[str, Any]
-
-
-class StepCompleted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    step_id: str
-    attempt: int
-    output: dict[str, Any]
-
-
-class ExecutionCompleted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    at: str
-    tenant: str
-    output: dict[str, Any]
-
-
-Event = (
-    ExecutionCreated
-    | ExecutionStarted
-    | StepAdded
-    | StepStarted
-    | StepCompleted
-    | ExecutionCompleted
-)
-
-_encoder = msgspec.json.Encoder(order="sorted")
-_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
 class ChainError(Exception):
@@ -148,107 +82,6 @@ def genesis(exec_id: str) -> bytes:
     return hashlib.sha256(CHAIN_PREFIX + exec_id.encode()).digest()
 
 
-def make_events(n_events: int) -> list[Event]:
-    """The journal-shaped event list with exactly ``n_events`` events (>= 3)."""
-    if n_events < 3:
-        raise ValueError("need at least 3 events (created, started, completed)")
-    body = n_events - 3
-    n_steps, planned = divmod(body, 2)
-    events: list[Event] = [
-        ExecutionCreated(
-            at=_TS,
-            tenant=TENANT,
-            flow="bench.linear",
-            schema_version=1,
-            input={"n_steps": n_steps, "seed": 42},
-        ),
-        ExecutionStarted(at=_TS, tenant=TENANT, worker="bench-worker-1"),
-    ]
-    if planned:
-        events.append(StepAdded(at=_TS, tenant=TENANT, step_id="s000000", name="add"))
-    for i in range(n_steps):
-        step_id = f"s{i:06d}"
-        events.append(
-            StepStarted(
-                at=_TS,
-                tenant=TENANT,
-                step_id=step_id,
-                name="add",
-                attempt=1,
-                input={"i": i, "x": i * 3},
-            )
-        )
-        events.append(
-            StepCompleted(
-                at=_TS,
-                tenant=TENANT,
-                step_id=step_id,
-                attempt=1,
-                output={"i": i, "y": i * 3 + 1},
-            )
-        )
-    events.append(
-        ExecutionCompleted(at=_TS, tenant=TENANT, output={"n_steps": n_steps})
-    )
-    assert len(events) == n_events
-    return events
-
-
-# --- the fold: a small match-based reducer into a dict-of-steps state ---
-
-
-def _new_state() -> dict[str, Any]:
-    return {"status": "new", "flow": None, "steps": {}, "output": None, "events": 0}
-
-
-def _evolve(state: dict[str, Any], event: Event) -> None:
-    steps: dict[str, dict[str, Any]] = state["steps"]
-    match event:
-        case StepStarted(step_id=sid, name=name, attempt=attempt, input=inp):
-            step = steps.get(sid)
-            if step is None:
-                steps[sid] = {
-                    "name": name,
-                    "status": "running",
-                    "attempt": attempt,
-                    "input": inp,
-                    "output": None,
-                }
-            else:
-                step["status"] = "running"
-                step["attempt"] = attempt
-                step["input"] = inp
-        case StepCompleted(step_id=sid, output=out):
-            step = steps[sid]
-            step["status"] = "completed"
-            step["output"] = out
-        case StepAdded(step_id=sid, name=name):
-            steps[sid] = {
-                "name": name,
-                "status": "planned",
-                "attempt": 0,
-                "input": None,
-                "output": None,
-            }
-        case ExecutionCreated(flow=flow):
-            state["status"] = "created"
-            state["flow"] = flow
-        case ExecutionStarted():
-            state["status"] = "running"
-        case ExecutionCompleted(output=out):
-            state["status"] = "completed"
-            state["output"] = out
-    state["events"] += 1
-
-
-def fold(events: Iterator[Event] | list[Event]) -> dict[str, Any]:
-    """Fold events into the dict-of-steps state."""
-    state = _new_state()
-    for event in events:
-        _evolve(state, event)
-    return state
-
-
 # --- storage ---
 
 
@@ -262,11 +95,13 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 
 def _chain_rows(
-    exec_id: str, events: list[Event], start_seq: int = 1, prev: bytes | None = None
+    exec_id: str, events: list[Any], start_seq: int = 1, prev: bytes | None = None
 ) -> Iterator[tuple[str, int, bytes, bytes]]:
+    from ._raw_events import encoder
+
     h = genesis(exec_id) if prev is None else prev
     sha256 = hashlib.sha256
-    encode = _encoder.encode
+    encode = encoder.encode
     for seq, event in enumerate(events, start_seq):
         payload = encode(event)
         h = sha256(h + seq.to_bytes(8, "big") + payload).digest()
@@ -285,6 +120,8 @@ def prepare(
 
     An existing execution with the same id is replaced.
     """
+    from ._raw_events import make_events
+
     events = make_events(n_events)
     conn = _connect(path)
     try:
@@ -303,6 +140,8 @@ def append_batched(path: str | os.PathLike[str], n_events: int) -> float:
     Each call appends a new execution to the database at ``path`` (created if
     missing). The Struct objects are built before the clock starts.
     """
+    from ._raw_events import make_events
+
     conn = _connect(path)
     try:
         exec_id = _fresh_exec_id(conn, "exec_batched")
@@ -323,12 +162,14 @@ def append_single(path: str | os.PathLike[str], n_events: int) -> float:
     The previous hash is kept in memory (the floor: no read of the stored head
     before each append). Each call appends a new execution.
     """
+    from ._raw_events import encoder, make_events
+
     conn = _connect(path)
     try:
         exec_id = _fresh_exec_id(conn, "exec_single")
         events = make_events(n_events)
         sha256 = hashlib.sha256
-        encode = _encoder.encode
+        encode = encoder.encode
         execute = conn.execute
         t0 = time.perf_counter()
         h = genesis(exec_id)
@@ -345,11 +186,13 @@ def append_single(path: str | os.PathLike[str], n_events: int) -> float:
 
 
 def _read_verify_fold(conn: sqlite3.Connection, exec_id: str) -> dict[str, Any]:
+    from ._raw_events import decoder, evolve, new_state
+
     rows = conn.execute(_SELECT, (exec_id,)).fetchall()
     sha256 = hashlib.sha256
-    decode = _decoder.decode
+    decode = decoder.decode
     h = genesis(exec_id)
-    state = _new_state()
+    state = new_state()
     expected_seq = 1
     for seq, payload, stored in rows:
         if seq != expected_seq:
@@ -357,7 +200,7 @@ def _read_verify_fold(conn: sqlite3.Connection, exec_id: str) -> dict[str, Any]:
         h = sha256(h + seq.to_bytes(8, "big") + payload).digest()
         if h != stored:
             raise ChainError(seq)
-        _evolve(state, decode(payload))
+        evolve(state, decode(payload))
         expected_seq += 1
     return state
 
@@ -398,10 +241,27 @@ def read_state(
 
 
 def db_bytes(path: str | os.PathLike[str]) -> int:
-    """Size on disk of the database, its WAL and shared-memory files."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        p = Path(os.fspath(path) + suffix)
-        if p.exists():
-            total += p.stat().st_size
-    return total
+    """Database plus WAL bytes after a truncating WAL checkpoint (no ``-shm``)."""
+    from ._disk import settled_db_bytes
+
+    return settled_db_bytes(path)
+
+
+def bytes_per_event(path: str | os.PathLike[str], n_events: int) -> float:
+    """On-disk bytes per event of one execution in a fresh database at ``path``.
+
+    ``path`` must not exist yet. The empty-schema size (measured on a temporary
+    file) is subtracted, so the figure is what each event adds.
+    """
+    import tempfile
+
+    from ._disk import settled_db_bytes
+
+    if Path(os.fspath(path)).exists():
+        raise FileExistsError(f"{path} exists; bytes_per_event needs a fresh file")
+    prepare(path, n_events)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.db"
+        _connect(empty).close()
+        baseline = settled_db_bytes(empty)
+    return (settled_db_bytes(path) - baseline) / n_events
