@@ -32,7 +32,30 @@ from journal.model import Execution, StepState, is_null
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 
-SNAPSHOT_EVERY = 1000
+SNAPSHOT_EVERY = 10_000
+
+
+def crosses_snapshot_point(before: int, after: int, every: int) -> bool:
+    """True if a snapshot point lies in (before, after].
+
+    The points are ``every`` x 1, 1.5, 2, 3, 4, 6, 8, …: geometric, so the
+    total cost of snapshotting an execution stays linear in its size (each
+    snapshot encodes the whole state), and a fold from the latest snapshot
+    covers at most a third of the events.
+    """
+    if after < every:
+        return False
+    point = every
+    while point <= after:
+        if point > before:
+            return True
+        half_step = point + point // 2
+        if before < half_step <= after:
+            return True
+        point *= 2
+    return False
+
+
 _snapshot_decoder = msgspec.json.Decoder(Execution)
 _snapshot_encoder = msgspec.json.Encoder()
 
@@ -194,7 +217,7 @@ class Journal:
         (the caller folded them, which checked every transition)."""
         payloads = [codec.encode(event) for event in new]
         written = self.store.append(summarize(after), expected, payloads)
-        if after.version // self.snapshot_every > expected // self.snapshot_every:
+        if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self.save_snapshot(after)
         return written
 

@@ -140,9 +140,23 @@ class Signature:
 
     def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         """The call's arguments as canonical JSON ``{name: value}``."""
+        names = self.positional_names
+        if names is not None and not kwargs and len(args) == len(names):
+            return canonical(dict(zip(names, args, strict=True)))  # the hot path
         bound = self.python.bind(*args, **kwargs)
         bound.apply_defaults()
         return canonical(dict(bound.arguments))
+
+    @functools.cached_property
+    def positional_names(self) -> tuple[str, ...] | None:
+        """Parameter names, when every parameter can be passed by position."""
+        kinds = (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+        if all(p.kind in kinds for p in self.parameters):
+            return tuple(p.name for p in self.parameters)
+        return None
 
     def decode_args(self, payload: bytes) -> dict[str, Any]:
         """Recorded arguments decoded into their declared types."""

@@ -91,7 +91,6 @@ class LiveRun:
                     parent_step_id=parent,
                     source=source,
                     callable_id=step.callable_id,
-                    callable_type="Function",
                 )
             original = original or step_id
             started = time.perf_counter()

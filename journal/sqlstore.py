@@ -274,6 +274,12 @@ class SQLStore(Store):
                     ),
                     (key, seq, state),
                 )
+                cur.execute(
+                    self._q(
+                        "DELETE FROM journal_snapshots WHERE exec_key = ? AND seq < ?"
+                    ),
+                    (key, seq),
+                )
 
     def load_snapshot(
         self, execution_id: str, tenant_id: str, upto: int | None = None

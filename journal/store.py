@@ -175,7 +175,7 @@ class Store(AggregateRecorder):
     def save_snapshot(
         self, execution_id: str, tenant_id: str, seq: int, state: bytes
     ) -> None:
-        """Cache folded state at `seq`."""
+        """Cache folded state at `seq` (replacing older snapshots)."""
 
     @abstractmethod
     def load_snapshot(
@@ -354,7 +354,7 @@ class MemoryStore(Store):
         with self._lock:
             found = self._owned(execution_id, tenant_id)
             if found is not None:
-                found.snapshots[seq] = state
+                found.snapshots = {seq: state}
 
     def load_snapshot(
         self, execution_id: str, tenant_id: str, upto: int | None = None
