@@ -28,7 +28,7 @@ from journal.ids import (
     parse_execution_id,
     parse_tenant_id,
 )
-from journal.model import Execution, StepState, is_null
+from journal.model import Execution, is_null
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 
@@ -90,7 +90,6 @@ class VerifiedHistory:
 
 def summarize(execution: Execution) -> Summary:
     """The index row for a folded execution (the store fills in the head)."""
-    failed = sum(1 for s in execution.steps.values() if s.state is StepState.FAILED)
     return Summary(
         execution_id=execution.id,
         tenant_id=execution.tenant_id,
@@ -103,7 +102,7 @@ def summarize(execution: Execution) -> Summary:
         ended_at=execution.ended_at,
         updated_at=execution.updated_at,
         step_count=len(execution.steps),
-        failed_steps=failed,
+        failed_steps=execution.failed_step_count,
         output=None if is_null(execution.output) else bytes(execution.output),
         error=None if execution.error is None else msgspec.json.encode(execution.error),
     )

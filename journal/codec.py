@@ -80,8 +80,10 @@ def _decode_slow(payload: bytes, where: str, error: Exception) -> AnyEvent:
         upcast = UPCASTERS.get(str(raw.get("type")))
         if upcast is not None:
             try:
-                return cast(AnyEvent, msgspec.convert(upcast(raw), AnyEvent))
-            except (msgspec.ValidationError, ValueError, TypeError) as e:
+                # Through JSON again, not msgspec.convert: a `Raw` field (an
+                # output, an input) cannot be converted from builtins.
+                return cast(AnyEvent, _decoder.decode(_encoder.encode(upcast(raw))))
+            except (msgspec.DecodeError, ValueError, TypeError) as e:
                 raise EventDecodeError(f"{where}cannot upcast event: {e}") from e
     raise EventDecodeError(f"{where}not a known event: {error}") from error
 

@@ -247,6 +247,7 @@ def _apply_step_end(
     else:
         step.state = StepState.FAILED
         step.error = event.error
+        state.failed_step_count += 1
 
 
 _CHANGES: dict[type[ev.Event], Callable[[Execution, Any], None] | None] = {

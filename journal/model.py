@@ -330,6 +330,7 @@ class Execution(msgspec.Struct, kw_only=True, omit_defaults=True):
     cancel_reason: str | None = None
     recorded_values: list[RecordedValue] = msgspec.field(default_factory=list)
     received_inputs: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    failed_step_count: int = 0
     version: int = 0
 
     @property

@@ -34,6 +34,7 @@ from eventsourcing.persistence import StoredEvent
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.packing import pack, unpack
 from journal.store import (
     History,
     ListFilter,
@@ -149,7 +150,7 @@ class SQLStore(Store):
                 "VALUES (?, ?, ?, ?, ?)"
             ),
             [
-                (key, r.seq, topic, r.payload, r.hash)
+                (key, r.seq, topic, pack(r.payload), r.hash)
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
@@ -235,8 +236,7 @@ class SQLStore(Store):
                 params.append(upto)
             cur.execute(self._q(sql + " ORDER BY seq"), params)
             fetched = cur.fetchall()
-        make = Row._make
-        return [make(row) for row in fetched]
+        return [Row(seq, unpack(payload), link) for seq, payload, link in fetched]
 
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
@@ -345,7 +345,7 @@ class SQLStore(Store):
                 ),
                 (key,),
             )
-            stored = [Row(s, bytes(p), bytes(h)) for s, p, h in cur.fetchall()]
+            stored = [Row(s, unpack(bytes(p)), bytes(h)) for s, p, h in cur.fetchall()]
             if stored == history.rows:
                 return
         raise ConflictError(
@@ -408,7 +408,7 @@ class SQLStore(Store):
             params.append(lte)
         with self._transaction(write=False) as cur:
             cur.execute(self._q(sql + " ORDER BY e.seq"), params)
-            return [(s, t, bytes(p)) for s, t, p in cur.fetchall()]
+            return [(s, t, unpack(bytes(p))) for s, t, p in cur.fetchall()]
 
 
 _SQLITE_SCHEMA = """

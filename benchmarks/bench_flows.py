@@ -1,0 +1,25 @@
+"""The flow the benchmarks record and replay: N sequential tool steps.
+
+The same shape as the Temporal anchor (N sequential activities, each taking
+and returning a small value) and the LangGraph anchor (N node runs).
+"""
+
+from __future__ import annotations
+
+from journal import Flow
+
+flow = Flow("bench")
+
+
+@flow.step(step_type="ToolNode")
+def work(i: int) -> int:
+    """One activity: takes a small value, returns a small value."""
+    return i + 1
+
+
+@flow.entry
+def main(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += work(i)
+    return total
