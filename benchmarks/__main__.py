@@ -132,7 +132,8 @@ def bench_million(tmp: Path, table: Table, n: int, raw: dict[str, Any]) -> None:
     table.add(
         f"head summary of a {n:,}-event execution",
         _ms(heads["summary_s"]),
-        f"built in {build:.0f} s; full state from snapshot {_ms(heads['get_from_snapshot_s'])}",
+        f"built in {build:.0f} s; full state from snapshot "
+        f"{_ms(heads['get_from_snapshot_s'])}",
         None,
         "< 5 ms",
         heads["summary_s"] < 0.005,
@@ -149,9 +150,11 @@ def bench_replay(
 ) -> None:
     import journal
 
-    temporal = None
+    temporal: Any = None
     if have["temporal"]:
-        from benchmarks.anchors import temporal
+        from benchmarks.anchors import temporal as temporal_anchor
+
+        temporal = temporal_anchor
     for n in steps:
         url = f"sqlite:///{tmp / f'replay-{n}.db'}"
         with journal.open(url) as j:
@@ -229,7 +232,7 @@ def bench_append(
         es_rate = n_single / es_single
         raw["append_sqlite"]["es_single_s"] = es_single
         table.add(
-            f"durable single-event appends (SQLite)",
+            "durable single-event appends (SQLite)",
             f"{mine_rate:,.0f} events/s",
             f"eventsourcing app.save {es_rate:,.0f} events/s",
             mine_rate / es_rate,
@@ -290,7 +293,8 @@ def bench_storage(
         parts.append(f"Temporal JSON {tb:,.0f} B/step")
     table.add(
         f"storage per step beyond its input/output ({n:,} steps)",
-        f"{mine['bytes_per_step_beyond_io']:.0f} B ({mine['bytes_per_event']:.0f} B/event)",
+        f"{mine['bytes_per_step_beyond_io']:.0f} B "
+        f"({mine['bytes_per_event']:.0f} B/event)",
         "; ".join(parts),
         None,
         "≤ 300 B",

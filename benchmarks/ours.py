@@ -213,4 +213,5 @@ def concurrent_writers(url: str, writers: int, n_events: int) -> float:
     for proc in procs:
         proc.join()
     events = sum(count for count, _ in results)
-    return events / max(seconds for _, seconds in results)
+    rate: float = events / max(seconds for _, seconds in results)
+    return rate
