@@ -214,6 +214,9 @@ class Journal:
     ) -> Summary:
         """Append `new` after seq `expected`; `after` is the state they lead to
         (the caller folded them, which checked every transition)."""
+        if after.tenant_id != self.tenant_id:
+            # A state folded under another tenant: as if the id did not exist.
+            raise not_found(after.id, self.tenant_id)
         payloads = [codec.encode(event) for event in new]
         written = self.store.append(summarize(after), expected, payloads)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):

@@ -1,4 +1,4 @@
-"""Event bytes: canonical msgspec JSON, upcasters, and the eventsourcing mapper.
+"""Event bytes: canonical msgspec JSON and upcasters.
 
 ``payload`` is the event encoded as msgspec JSON with sorted keys. Those
 exact bytes are stored, hashed and exported; nothing is ever re-encoded to
@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
 from journal.errors import EventDecodeError
-from journal.events import AnyEvent, Event, tag_of
+from journal.events import AnyEvent, Event
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyEvent)
@@ -86,42 +85,3 @@ def _decode_slow(payload: bytes, where: str, error: Exception) -> AnyEvent:
             except (msgspec.DecodeError, ValueError, TypeError) as e:
                 raise EventDecodeError(f"{where}cannot upcast event: {e}") from e
     raise EventDecodeError(f"{where}not a known event: {error}") from error
-
-
-class _NoTranscoder(Transcoder):
-    """The mapper encodes with msgspec; eventsourcing's transcoder is unused."""
-
-    def encode(self, obj: Any) -> bytes:
-        raise NotImplementedError
-
-    def decode(self, data: bytes) -> Any:
-        raise NotImplementedError
-
-
-class MsgspecMapper(Mapper[str]):
-    """eventsourcing `Mapper` that stores our tag as topic and msgspec bytes.
-
-    The stock mapper stores ``module:Class`` topics and reads ``vars(event)``,
-    which a Struct lacks; this one replaces both of its methods, so renaming
-    or moving a class never changes stored data. It takes the execution id
-    and sequence explicitly because events do not repeat them.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(transcoder=_NoTranscoder())
-
-    def to_stored(self, execution_id: str, seq: int, event: Event) -> StoredEvent:
-        return StoredEvent(
-            originator_id=execution_id,
-            originator_version=seq,
-            topic=tag_of(event),
-            state=encode(event),
-        )
-
-    def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        execution_id, seq, event = domain_event
-        return self.to_stored(execution_id, seq, event)
-
-    def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        where = f"{stored_event.originator_id} seq {stored_event.originator_version}: "
-        return decode(stored_event.state, where=where)

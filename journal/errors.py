@@ -6,8 +6,6 @@ pattern); the CLI maps one to the other in a single place.
 
 from __future__ import annotations
 
-from eventsourcing.persistence import IntegrityError as _VersionConflict
-
 
 class JournalError(Exception):
     """Root of every error the journal raises on purpose."""
@@ -51,11 +49,13 @@ class ExecutionNotFoundError(JournalError, KeyError):
         return str(self.args[0]) if self.args else "execution not found"
 
 
-class ConflictError(JournalError, _VersionConflict):
+class ConflictError(JournalError):
     """Someone else appended first, or another history already has that id.
 
-    Also eventsourcing's `IntegrityError`, which means a version conflict
-    there (not a broken chain: that is `ChainIntegrityError`).
+    Through eventsourcing's recorder interface it is raised as
+    `journal.recorder.RecordConflictError`, which is also eventsourcing's
+    `IntegrityError` (a version conflict there; a broken chain is
+    `ChainIntegrityError`).
     """
 
     exit_code = 7

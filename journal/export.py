@@ -137,8 +137,16 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
             continue
         header = _parse_header(lines[number], f"{source}:{number + 1}")
         first = number + 1
+        present = len(lines) - first
+        if present < header.events:
+            raise ChainIntegrityError(
+                f"{source}:{len(lines) + 1}: {header.execution_id}: the header "
+                f"says {header.events} events but the file ends after {present} "
+                "(truncated)",
+                seq=present + 1,
+            )
         rows = [
-            _parse_row(lines[i] if i < len(lines) else b"", f"{source}:{i + 1}")
+            _parse_row(lines[i], f"{source}:{i + 1}")
             for i in range(first, first + header.events)
         ]
         block = Block(header, rows, source=f"{source}:{number + 1}")

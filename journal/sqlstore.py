@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.packing import pack, unpack
@@ -40,6 +38,7 @@ from journal.store import (
     ListFilter,
     Row,
     Store,
+    Stored,
     Summary,
     chain_rows,
     check_contiguous,
@@ -236,7 +235,9 @@ class SQLStore(Store):
                 params.append(upto)
             cur.execute(self._q(sql + " ORDER BY seq"), params)
             fetched = cur.fetchall()
-        return [Row(seq, unpack(payload), link) for seq, payload, link in fetched]
+        return [
+            Row(seq, unpack(_blob(data)), _blob(link)) for seq, data, link in fetched
+        ]
 
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
@@ -345,7 +346,7 @@ class SQLStore(Store):
                 ),
                 (key,),
             )
-            stored = [Row(s, unpack(bytes(p)), bytes(h)) for s, p, h in cur.fetchall()]
+            stored = [Row(s, unpack(_blob(p)), _blob(h)) for s, p, h in cur.fetchall()]
             if stored == history.rows:
                 return
         raise ConflictError(
@@ -354,12 +355,12 @@ class SQLStore(Store):
         )
 
     def _insert_stored(
-        self, tenant_id: str, by_originator: dict[str, list[StoredEvent]]
+        self, tenant_id: str, by_originator: dict[str, list[Stored]]
     ) -> None:
         with self._transaction(write=True) as cur:
             for execution_id, events in by_originator.items():
                 check_contiguous(execution_id, events)
-                first = events[0].originator_version
+                first = events[0].version
                 head = self._head(cur, execution_id)
                 if head is not None and first != head[3] + 1:
                     raise stale(execution_id, first - 1, head[3])
@@ -408,7 +409,7 @@ class SQLStore(Store):
             params.append(lte)
         with self._transaction(write=False) as cur:
             cur.execute(self._q(sql + " ORDER BY e.seq"), params)
-            return [(s, t, unpack(bytes(p))) for s, t, p in cur.fetchall()]
+            return [(s, t, unpack(_blob(p))) for s, t, p in cur.fetchall()]
 
 
 _SQLITE_SCHEMA = """
@@ -630,6 +631,14 @@ class PostgresStore(SQLStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _blob(value: Any) -> bytes:
+    """Stored bytes as bytes, even after someone wrote TEXT into the column
+    (SQL's ``replace()`` does): the chain check then reports the row."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _redact(url: str) -> str:

@@ -1,8 +1,10 @@
 """The store interface, its row types, and the in-memory backend.
 
-Every store is an eventsourcing `AggregateRecorder` (``insert_events`` /
-``select_events``, tested with eventsourcing's own recorder test case) that
-also keeps, in the same transaction as the events:
+Every store can be used as an eventsourcing `AggregateRecorder` through
+`journal.recorder.StoreRecorder` (tested with eventsourcing's own recorder
+test case; kept in its own module so that reading and replaying never pay
+for importing eventsourcing). A store keeps, in the same transaction as the
+events:
 
 * the hash chain: each row holds its link ``h_n``, computed *inside* the
   append transaction from the previous row's link, so no writer can store a
@@ -19,18 +21,16 @@ reported exactly as a missing one.
 from __future__ import annotations
 
 import threading
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
-from eventsourcing.persistence import AggregateRecorder, StoredEvent
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, ExecutionNotFoundError
-from journal.ids import DEFAULT_TENANT
 
 
 class Row(NamedTuple):
@@ -90,6 +90,14 @@ class ListFilter:
     parent_id: str | None = None
 
 
+class Stored(NamedTuple):
+    """An event written through eventsourcing's interface."""
+
+    version: int
+    topic: str | None
+    state: bytes
+
+
 class _TagOnly(msgspec.Struct):
     type: str = ""
 
@@ -135,7 +143,7 @@ def chain_rows(
     return rows
 
 
-class Store(AggregateRecorder):
+class Store(ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
@@ -201,51 +209,16 @@ class Store(AggregateRecorder):
         is written.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: not every store holds any
         """Release connections."""
 
-    # eventsourcing's AggregateRecorder interface -------------------------
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        tenant_id = str(kwargs.get("tenant_id", DEFAULT_TENANT))
-        by_originator: dict[str, list[StoredEvent]] = {}
-        for stored in stored_events:
-            by_originator.setdefault(str(stored.originator_id), []).append(stored)
-        self._insert_stored(tenant_id, by_originator)
-        return None
+    # what journal.recorder.StoreRecorder (eventsourcing's interface) uses ---
 
     @abstractmethod
     def _insert_stored(
-        self, tenant_id: str, by_originator: dict[str, list[StoredEvent]]
+        self, tenant_id: str, by_originator: dict[str, list[Stored]]
     ) -> None:
         """Insert eventsourcing stored events atomically (chained like ours)."""
-
-    def select_events(
-        self,
-        originator_id: Any,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-        tenant_id: str = DEFAULT_TENANT,
-    ) -> Sequence[StoredEvent]:
-        rows = self._select_stored(str(originator_id), tenant_id, gt, lte)
-        if desc:
-            rows.reverse()
-        if limit is not None:
-            rows = rows[:limit]
-        return [
-            StoredEvent(
-                originator_id=originator_id,
-                originator_version=seq,
-                topic=topic if topic is not None else tag_from_payload(payload),
-                state=payload,
-            )
-            for seq, topic, payload in rows
-        ]
 
     @abstractmethod
     def _select_stored(
@@ -254,9 +227,9 @@ class Store(AggregateRecorder):
         """(seq, topic, payload) rows in ascending order."""
 
 
-def check_contiguous(execution_id: str, events: list[StoredEvent]) -> None:
+def check_contiguous(execution_id: str, events: list[Stored]) -> None:
     """Versions in one insert must be distinct and consecutive."""
-    versions = [e.originator_version for e in events]
+    versions = [e.version for e in events]
     if versions != list(range(versions[0], versions[0] + len(versions))):
         raise ConflictError(f"{execution_id}: versions {versions} are not consecutive")
 
@@ -397,14 +370,14 @@ class MemoryStore(Store):
             return [h.summary.execution_id for h in to_write]
 
     def _insert_stored(
-        self, tenant_id: str, by_originator: dict[str, list[StoredEvent]]
+        self, tenant_id: str, by_originator: dict[str, list[Stored]]
     ) -> None:
         with self._lock:
             for execution_id, events in by_originator.items():
                 check_contiguous(execution_id, events)
                 existing = self._executions.get(execution_id)
                 head = existing.summary.head_seq if existing else None
-                first = events[0].originator_version
+                first = events[0].version
                 if head is not None and first != head + 1:
                     raise stale(execution_id, first - 1, head)
             for execution_id, events in by_originator.items():
@@ -415,7 +388,7 @@ class MemoryStore(Store):
                     else Summary(execution_id=execution_id, tenant_id=tenant_id)
                 )
                 previous = existing.summary.head_hash if existing else None
-                first = events[0].originator_version
+                first = events[0].version
                 rows = chain_rows(
                     self.hasher,
                     execution_id,
