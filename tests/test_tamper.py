@@ -1,0 +1,348 @@
+"""Tampering made directly in the database is caught by `verify`.
+
+Every edit here is raw SQL on the tables (never through our API), on SQLite
+and on PostgreSQL, and `verify` must name the first bad sequence number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import journal
+from journal.chain import Hasher
+from journal.errors import ChainIntegrityError
+from journal.packing import pack, unpack
+from journal.store import chain_rows
+from journal.urls import open_store, sqlite_path
+from tests.conftest import backend_url, new_tenant
+
+EVENTS = 10  # created, started, 4 x (step started, step completed)
+
+
+class RawDatabase:
+    """A plain driver connection to the store's database.
+
+    The payload column holds packed bytes (`journal.packing`); a forger who
+    reads the code knows the packing, so rows are read unpacked (the bytes
+    the chain covers) and written packed, all with plain SQL.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = sqlite_path(url)
+        self.conn: Any
+        if path is not None:
+            self.conn = sqlite3.connect(path, isolation_level=None)
+            self.mark = "?"
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.mark = "%s"
+
+    def run(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql.replace("?", self.mark), params)
+            return list(cur.fetchall()) if cur.description else []
+        finally:
+            cur.close()
+
+    def key(self, execution_id: str) -> int:
+        [(key,)] = self.run(
+            "SELECT exec_key FROM journal_executions WHERE execution_id = ?",
+            execution_id,
+        )
+        return int(key)
+
+    def rows(self, key: int) -> list[tuple[int, bytes, bytes]]:
+        return [
+            (int(seq), unpack(bytes(payload)), bytes(link))
+            for seq, payload, link in self.run(
+                "SELECT seq, payload, hash FROM journal_events WHERE exec_key = ? "
+                "ORDER BY seq",
+                key,
+            )
+        ]
+
+    def set_row(self, key: int, seq: int, payload: bytes, link: bytes) -> None:
+        self.run(
+            "UPDATE journal_events SET payload = ?, hash = ? "
+            "WHERE exec_key = ? AND seq = ?",
+            pack(payload),
+            link,
+            key,
+            seq,
+        )
+
+    def renumber(self, key: int, old: int, new: int) -> None:
+        self.run(
+            "UPDATE journal_events SET seq = ? WHERE exec_key = ? AND seq = ?",
+            new,
+            key,
+            old,
+        )
+
+    def insert(self, key: int, seq: int, payload: bytes, link: bytes) -> None:
+        self.run(
+            "INSERT INTO journal_events (exec_key, seq, payload, hash) "
+            "VALUES (?, ?, ?, ?)",
+            key,
+            seq,
+            pack(payload),
+            link,
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def url(sql_backend: str, tmp_path: Path) -> str:
+    return backend_url(sql_backend, tmp_path)
+
+
+@pytest.fixture
+def raw_db(url: str) -> Iterator[RawDatabase]:
+    journal.open(url).close()  # make sure the tables exist
+    database = RawDatabase(url)
+    yield database
+    database.close()
+
+
+def open_journal(url: str, hasher: Hasher | None = None) -> journal.Journal:
+    return journal.Journal(open_store(url, hasher=hasher), new_tenant())
+
+
+@pytest.fixture
+def journal_(url: str) -> Iterator[journal.Journal]:
+    with open_journal(url, Hasher()) as opened:
+        yield opened
+
+
+def recorded(journal_: journal.Journal) -> str:
+    handle = journal_.create(flow="tamper", input={"amount": 100})
+    handle.start()
+    for n in range(4):
+        handle.complete_step(handle.start_step(f"step{n}", input=n), {"n": n})
+    assert handle.state.version == EVENTS
+    journal_.verify(handle.id)
+    return str(handle.id)
+
+
+def first_bad_seq(journal_: journal.Journal, execution_id: str, **kwargs: Any) -> int:
+    with pytest.raises(ChainIntegrityError) as caught:
+        journal_.verify(execution_id, **kwargs)
+    assert caught.value.seq is not None
+    assert execution_id in str(caught.value)
+    return caught.value.seq
+
+
+def test_verify_names_the_first_edited_sequence(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    seq, payload, link = raw_db.rows(key)[5]
+    assert seq == 6
+    edited = payload.replace(b'"n":1', b'"n":9')
+    assert edited != payload
+    raw_db.set_row(key, 6, edited, link)
+    assert first_bad_seq(journal_, execution_id) == 6
+    with pytest.raises(ChainIntegrityError, match="at seq 6:"):
+        journal_.history(execution_id)
+
+
+def test_verify_catches_an_edit_of_a_single_byte_in_the_first_event(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    _seq, payload, link = raw_db.rows(key)[0]
+    raw_db.set_row(key, 1, payload.replace(b"100", b"900"), link)
+    assert first_bad_seq(journal_, execution_id) == 1
+
+
+def test_verify_names_an_event_whose_stored_bytes_no_longer_unpack(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    raw_db.run(
+        "UPDATE journal_events SET payload = ? WHERE exec_key = ? AND seq = 4",
+        b"\x01\xff\xfe not deflate",
+        key,
+    )
+    assert first_bad_seq(journal_, execution_id) == 4
+
+
+def test_verify_names_a_deleted_event(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    raw_db.run("DELETE FROM journal_events WHERE exec_key = ? AND seq = 4", key)
+    assert first_bad_seq(journal_, execution_id) == 4
+
+
+def test_verify_names_the_first_of_two_swapped_payloads(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    _, payload3, link3 = rows[2]
+    _, payload5, link5 = rows[4]
+    raw_db.set_row(key, 3, payload5, link5)
+    raw_db.set_row(key, 5, payload3, link3)
+    assert first_bad_seq(journal_, execution_id) == 3
+
+
+def test_verify_names_the_first_of_two_events_whose_seqs_were_swapped(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    raw_db.renumber(key, 3, -3)
+    raw_db.renumber(key, 7, 3)
+    raw_db.renumber(key, -3, 7)
+    assert [seq for seq, _, _ in raw_db.rows(key)] == list(range(1, EVENTS + 1))
+    assert first_bad_seq(journal_, execution_id) == 3
+
+
+def test_verify_names_an_event_inserted_in_the_middle(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    for seq in range(EVENTS, 4, -1):  # make room at 5, from the top down
+        raw_db.renumber(key, seq, seq + 1)
+    # The forger links the new event correctly onto h_4 (SHA-256 is public),
+    # but cannot fix the links after it without rewriting the whole tail.
+    forged = rows[2][1]  # a copy of event 3 (a StepStarted) as event 5
+    link = Hasher().link(rows[3][2], 5, forged)
+    raw_db.insert(key, 5, forged, link)
+    assert len(raw_db.rows(key)) == EVENTS + 1
+    assert first_bad_seq(journal_, execution_id) == 6
+
+
+def test_verify_names_an_event_inserted_in_the_middle_with_a_bogus_link(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    for seq in range(EVENTS, 2, -1):
+        raw_db.renumber(key, seq, seq + 1)
+    raw_db.insert(key, 3, rows[4][1], rows[4][2])
+    assert first_bad_seq(journal_, execution_id) == 3
+
+
+def test_verify_names_an_event_appended_with_a_bogus_link(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    raw_db.insert(key, EVENTS + 1, rows[-1][1], rows[-1][2])
+    assert first_bad_seq(journal_, execution_id) == EVENTS + 1
+
+
+def test_an_honestly_linked_extra_event_at_the_end_is_caught_by_the_head(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    head = journal_.verify(execution_id)
+    key = raw_db.key(execution_id)
+    payload = (
+        b'{"at":"2024-01-01T00:00:00Z","reason":"forged","type":"ExecutionCancelled"}'
+    )
+    raw_db.insert(key, EVENTS + 1, payload, Hasher().link(head[1], EVENTS + 1, payload))
+    assert journal_.verify(execution_id)[0] == EVENTS + 1  # unkeyed: undetectable
+    assert first_bad_seq(journal_, execution_id, expect_head=head) == EVENTS + 1
+
+
+def test_tail_truncation_passes_plain_verify_but_not_the_expected_head(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    head = journal_.verify(execution_id)
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    raw_db.run("DELETE FROM journal_events WHERE exec_key = ? AND seq = ?", key, EVENTS)
+    raw_db.run(
+        "UPDATE journal_executions SET head_seq = ?, head_hash = ? WHERE exec_key = ?",
+        EVENTS - 1,
+        rows[-2][2],
+        key,
+    )
+    assert journal_.verify(execution_id) == (EVENTS - 1, rows[-2][2])
+    assert first_bad_seq(journal_, execution_id, expect_head=head) == EVENTS
+
+
+def test_an_untouched_chain_verifies_against_its_head(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    head = journal_.verify(execution_id)
+    key = raw_db.key(execution_id)
+    assert head == (EVENTS, raw_db.rows(key)[-1][2])
+    assert journal_.verify(execution_id, expect_head=head) == head
+
+
+# --- with a signing key -----------------------------------------------------------
+
+KEY = b"the journal's signing key"
+
+
+def recompute_with_plain_sha256(
+    raw_db: RawDatabase, execution_id: str, *, alg: str
+) -> None:
+    """What an attacker with database access but no key can do."""
+    key = raw_db.key(execution_id)
+    rows = raw_db.rows(key)
+    payloads = [payload for _seq, payload, _link in rows]
+    payloads[3] = payloads[3].replace(b'"n":0', b'"n":7')
+    relinked = chain_rows(Hasher(), execution_id, None, 1, payloads)
+    for row in relinked:
+        raw_db.set_row(key, row.seq, row.payload, row.hash)
+    raw_db.run(
+        "UPDATE journal_executions SET alg = ?, head_hash = ? WHERE exec_key = ?",
+        alg,
+        relinked[-1].hash,
+        key,
+    )
+
+
+@pytest.mark.parametrize("claimed_alg", ["sha256", "hmac-sha256"])
+def test_a_signed_chain_recomputed_with_plain_sha256_is_caught(
+    url: str, raw_db: RawDatabase, claimed_alg: str
+) -> None:
+    with open_journal(url, Hasher(key=KEY)) as signed:
+        execution_id = recorded(signed)
+        assert signed.summary(execution_id).alg == "hmac-sha256"
+        recompute_with_plain_sha256(raw_db, execution_id, alg=claimed_alg)
+        assert first_bad_seq(signed, execution_id) == 1
+        # The forgery is a valid plain SHA-256 chain: only the key catches it.
+        if claimed_alg == "sha256":
+            with journal.Journal(
+                open_store(url, hasher=Hasher()), signed.tenant_id
+            ) as unsigned:
+                assert unsigned.verify(execution_id)[0] == EVENTS
+
+
+def test_the_signing_key_is_read_from_the_environment(
+    url: str, raw_db: RawDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_SIGNING_KEY", KEY.decode())
+    with journal.Journal(open_store(url), new_tenant()) as signed:
+        execution_id = recorded(signed)
+        assert signed.summary(execution_id).alg == "hmac-sha256"
+        recompute_with_plain_sha256(raw_db, execution_id, alg="sha256")
+        assert first_bad_seq(signed, execution_id) == 1
