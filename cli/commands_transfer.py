@@ -1,0 +1,114 @@
+"""``export`` and ``import``: the JSONL format of DESIGN.md §10."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import App, command
+
+
+def _blocks(lines: list[bytes]) -> list[dict[str, Any]]:
+    """The header of each block among exported lines."""
+    import msgspec
+
+    headers = []
+    for line in lines:
+        if line.startswith(b'{"format":'):
+            headers.append(msgspec.json.decode(line))
+    return headers
+
+
+def _write_atomically(path: Path, lines: list[bytes]) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("wb") as file:
+        file.writelines(lines)
+    os.replace(partial, path)
+
+
+def export(app: App, execution_id: str, output: Path | None) -> None:
+    from journal.export import export_lines
+
+    with app.open() as journal_:
+        lines = list(export_lines(journal_, execution_id))
+    if output is None:
+        click.echo(b"".join(lines), nl=False)
+        return
+    _write_atomically(output, lines)
+    headers = _blocks(lines)
+    events = sum(int(header["events"]) for header in headers)
+    if app.out.json_mode:
+        app.out.json(
+            {
+                "execution_id": execution_id,
+                "file": str(output),
+                "executions": [header["execution_id"] for header in headers],
+                "events": events,
+                "head": headers[0]["head"],
+            }
+        )
+        return
+    app.out.line(
+        f"wrote {len(headers)} execution(s), {events} events, to {output} "
+        f"(head {headers[0]['head']})"
+    )
+
+
+def import_(app: App, files: tuple[Path, ...]) -> None:
+    from journal.chain import Hasher
+    from journal.export import import_files, read_blocks
+
+    hasher = Hasher.from_env()
+    # Read and verify every file before the store is opened (or created), so
+    # a bad file leaves no trace; the library checks them again, then writes
+    # all of them in one transaction.
+    with app.out.progress(len(files), "verifying files") as advance:
+        for path in files:
+            read_blocks(path, hasher)
+            advance()
+    with app.open(create=True) as journal_:
+        report = import_files(journal_, files)
+    if app.out.json_mode:
+        app.out.json(
+            {
+                "written": report.written,
+                "present": report.present,
+                "files": report.files,
+            }
+        )
+        return
+    for execution_id in report.written:
+        app.out.line(f"imported        {execution_id}")
+    for execution_id in report.present:
+        app.out.line(f"already present {execution_id}")
+    app.out.line(
+        f"{len(report.written)} written, {len(report.present)} already present, "
+        f"from {report.files} file(s)"
+    )
+
+
+def register(group: click.Group) -> None:
+    @command(group, "export")
+    @click.argument("execution_id")
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write here instead of stdout.",
+    )
+    def export_command(app: App, execution_id: str, output: Path | None) -> None:
+        """Export an execution and its children as journal-export/1 JSONL."""
+        export(app, execution_id, output)
+
+    @command(group, "import")
+    @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+    def import_command(app: App, files: tuple[Path, ...]) -> None:
+        """Import export files: all verified first, then one transaction.
+
+        Histories already present are skipped; a different history under
+        the same id is a conflict (exit 7) and nothing is written.
+        """
+        import_(app, files)

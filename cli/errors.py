@@ -1,0 +1,103 @@
+"""Exit codes, mapped from exceptions in this one place.
+
+A `journal.JournalError` carries its code on its class (click's
+``ClickException.exit_code`` pattern); click's usage errors are 2; anything
+else is 1. Replay verdicts map onto the same classes, so every number lives
+on an exception class.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+#: A replay verdict -> (module, class) whose ``exit_code`` it exits with.
+_VERDICT_ERRORS = {
+    "integrity": "ChainIntegrityError",
+    "schema_mismatch": "SchemaMismatchError",
+    "diverged": "NondeterminismError",
+    "not_rerun": "FlowNotLoadedError",
+}
+#: When several verdicts are present, the exit code of the most severe wins.
+VERDICT_SEVERITY = ("integrity", "diverged", "schema_mismatch", "not_rerun")
+
+
+class CliError(click.ClickException):
+    """An error found by the CLI itself (bad flows module, bad pyproject)."""
+
+    exit_code = 1
+
+
+def verdict_exit_code(verdict: str, *, fold_only: bool = False) -> int:
+    """The exit code of one replay verdict (``not_rerun`` is 0 with fold-only)."""
+    if verdict == "ok" or (verdict == "not_rerun" and fold_only):
+        return 0
+    from journal import errors
+
+    code: int = getattr(errors, _VERDICT_ERRORS[verdict]).exit_code
+    return code
+
+
+def batch_exit_code(verdicts: list[str], *, fold_only: bool = False) -> int:
+    """The exit code of many verdicts: that of the most severe one present."""
+    for verdict in VERDICT_SEVERITY:
+        if verdict in verdicts:
+            return verdict_exit_code(verdict, fold_only=fold_only)
+    return 0
+
+
+def _is_journal_error(exc: BaseException) -> bool:
+    # journal.errors is only imported once a command has touched the journal;
+    # if it is not loaded, `exc` cannot be one of its errors.
+    errors = sys.modules.get("journal.errors")
+    return errors is not None and isinstance(exc, errors.JournalError)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The process exit code for an exception that ended a command."""
+    if isinstance(exc, click.ClickException):
+        return exc.exit_code
+    if _is_journal_error(exc):
+        code: int = getattr(exc, "exit_code", 1)
+        return code
+    return 1
+
+
+def message_for(exc: BaseException) -> str:
+    """One line saying what went wrong (and which id, file or line)."""
+    if isinstance(exc, click.UsageError):
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (try '{exc.ctx.command_path} --help')"
+        return f"{exc.format_message()}{hint}"
+    if isinstance(exc, click.ClickException):
+        text = exc.format_message()
+    elif isinstance(exc, click.Abort | KeyboardInterrupt):
+        text = "aborted"
+    elif _is_journal_error(exc):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split("\n", 1)[0].split()) or type(exc).__name__
+
+
+def report(exc: BaseException, *, debug: bool, json_mode: bool) -> int:
+    """Print the error (stderr; also a JSON object on stdout with --json)."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    code = exit_code_for(exc)
+    message = message_for(exc)
+    click.echo(f"journal: error: {message}", err=True)
+    if json_mode:
+        from cli.output import dump_json
+
+        error: dict[str, Any] = {
+            "exit_code": code,
+            "type": type(exc).__name__,
+            "message": message,
+        }
+        click.echo(dump_json({"error": error}))
+    return code

@@ -1,0 +1,95 @@
+"""Option types: times (``--since``) and chain heads (``--expect-head``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import click
+
+if TYPE_CHECKING:  # click 8.5 made ParamType generic; older clicks are not.
+    _TimeType: TypeAlias = click.ParamType[datetime, Any]
+    _HeadType: TypeAlias = click.ParamType[tuple[int, bytes], Any]
+else:
+    _TimeType = _HeadType = click.ParamType
+
+_RELATIVE = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class TimeParam(_TimeType):
+    """An ISO 8601 time (UTC unless it says otherwise) or an age: 30m, 24h, 7d."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = _RELATIVE.fullmatch(text)
+        if match:
+            amount, unit = int(match[1]), _UNITS[match[2]]
+            return datetime.now(UTC) - timedelta(**{unit: amount})
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not an ISO time or an age like 24h", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class HeadParam(_HeadType):
+    """A chain head as ``verify`` prints it: ``N:HEX``."""
+
+    name = "N:HEX"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, bytes]:
+        if isinstance(value, tuple):
+            return value
+        from journal.chain import parse_head
+
+        try:
+            return parse_head(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def filter_options(function: Any) -> Any:
+    """``--flow --state --since --until --limit`` (for list and --all)."""
+    options = (
+        click.option("--flow", "flow_name", metavar="NAME", help="Only this flow."),
+        click.option("--state", metavar="STATE", help="Only this state (Completed…)."),
+        click.option("--since", type=TimeParam(), help="Created at or after."),
+        click.option("--until", type=TimeParam(), help="Created before."),
+        click.option("--limit", type=click.IntRange(min=1), help="At most N."),
+    )
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def list_filter(
+    flow_name: str | None,
+    state: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+) -> Any:
+    """A `journal.ListFilter` (state names are matched case-insensitively)."""
+    from journal.model import ExecutionState
+    from journal.store import ListFilter
+
+    if state is not None:
+        names = {s.value.lower(): s.value for s in ExecutionState}
+        state = names.get(state.lower(), state)
+    return ListFilter(
+        state=state, flow=flow_name, since=since, until=until, limit=limit
+    )
+
+
+def any_filter(*values: object) -> bool:
+    return any(value is not None for value in values)
