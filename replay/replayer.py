@@ -291,7 +291,7 @@ def _finish(
 
 
 def replay_file(
-    path: Path,
+    path: Path | str,
     flows: Iterable[Flow] = (),
     *,
     hasher: Hasher | None = None,
@@ -299,14 +299,26 @@ def replay_file(
 ) -> BatchResult:
     """Replay every execution in an export file; no store is needed.
 
-    Each block's chain is verified first (a broken one is `integrity`, and
-    no flow code runs for it); a malformed file raises `ImportFormatError`.
+    Given a folder, replays every ``*.jsonl`` file under it (sorted by
+    path), continuing past failing verdicts. Each block's chain is verified
+    first (a broken one is `integrity`, and no flow code runs for it); a
+    malformed file raises `ImportFormatError`.
     """
     from journal.export import parse_blocks, schema_lookup_for
 
     started = time.perf_counter()
+    path = Path(path)
     hasher = hasher or Hasher.from_env()
     flows = list(flows)
+    if path.is_dir():
+        results = [
+            result
+            for file in sorted(path.rglob("*.jsonl"))
+            for result in replay_file(
+                file, flows, hasher=hasher, fold_only=fold_only
+            ).results
+        ]
+        return BatchResult(tuple(results), _ms(started))
     try:
         lines = path.read_bytes().splitlines()
     except OSError as e:

@@ -84,6 +84,9 @@ class ReplayRun:
                     reason=f"{callable_id} was called, but the record has "
                     + ("no further step" if record is None else "another step here"),
                     recorded_step=step_view(record),
+                    recorded_value=None
+                    if record is None
+                    else value_view(bytes(record.input)),
                     produced_step=produced,
                     produced_value=value_view(payload),
                 )
@@ -95,6 +98,7 @@ class ReplayRun:
                     reason=f"step {index}: recorded {record.callable_id}, "
                     f"code called {callable_id}",
                     recorded_step=step_view(record),
+                    recorded_value=value_view(bytes(record.input)),
                     produced_step=produced,
                     produced_value=value_view(payload),
                 )
