@@ -124,6 +124,11 @@ class LiveRun:
 
     def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
         raw = canonical(make())
+        if self.stack:
+            # Inside a step the value is part of the step: an effect step's
+            # output is recorded (and it does not run on replay); a pure step
+            # must not draw one at all, and replay will say so.
+            return msgspec.json.decode(raw, type=type_)
         with self._guard():
             self.handle.record_value(kind, msgspec.Raw(raw))
         return msgspec.json.decode(raw, type=type_)

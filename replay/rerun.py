@@ -247,6 +247,8 @@ class ReplayRun:
         raise self.end_of_record()
 
     def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
+        if self.stack:  # inside a pure step: not recorded live either
+            return msgspec.json.decode(canonical(make()), type=type_)
         values = self.recorded.recorded_values
         if self.value_cursor >= len(values):
             if not self.recorded.is_terminal:

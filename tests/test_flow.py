@@ -506,3 +506,27 @@ def test_replaying_a_generated_live_run_is_ok_and_gives_the_live_state(
             result = replay.replay(journal_, summary.execution_id, [flow, child])
             assert result.verdict is Verdict.OK, result.report()
         assert attempts == effect_calls  # effect steps did not run again
+
+
+def test_values_drawn_inside_an_effect_step_do_not_shift_the_entrys_draws(
+    jr: journal.Journal,
+) -> None:
+    flow = Flow("draws")
+
+    @flow.step(step_type="ToolNode")
+    def make_token() -> str:
+        return str(journal.uuid4())  # part of the step's recorded output
+
+    @flow.entry
+    def main() -> dict[str, str]:
+        token = make_token()
+        stamp = journal.uuid4()
+        return {"token": token, "stamp": str(stamp)}
+
+    execution = flow.run(
+        jr,
+    )
+    assert [v.kind for v in execution.recorded_values] == ["uuid4"]
+    recorded_stamp = msgspec.json.decode(execution.recorded_values[0].value)
+    assert execution.decode_output()["stamp"] == recorded_stamp
+    replays_ok(jr, execution.id, flow)
