@@ -25,7 +25,6 @@ import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,15 @@ from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.packing import pack, unpack
 from journal.store import (
+    Head,
     History,
     ListFilter,
     Row,
     Store,
     Stored,
     Summary,
-    chain_rows,
-    check_contiguous,
-    not_found,
-    stale,
+    plan_append,
+    plan_insert_stored,
 )
 
 _SUMMARY_COLUMNS = (
@@ -107,9 +105,8 @@ class SQLStore(Store):
         values[16] = bytes(values[16])
         return Summary(*values)
 
-    def _head(
-        self, cur: Any, execution_id: str
-    ) -> tuple[int, str, str, int, bytes] | None:
+    def _head(self, cur: Any, execution_id: str) -> tuple[int, Head] | None:
+        """The execution's key and stored head, locking its index row."""
         cur.execute(
             self._q(
                 "SELECT exec_key, tenant_id, alg, head_seq, head_hash "
@@ -120,7 +117,7 @@ class SQLStore(Store):
         found = cur.fetchone()
         if found is None:
             return None
-        return (found[0], found[1], found[2], found[3], bytes(found[4]))
+        return found[0], Head(found[1], found[2], found[3], _blob(found[4]))
 
     def _insert_execution(self, cur: Any, summary: Summary) -> int:
         marks = ", ".join([self.P] * 17)
@@ -174,34 +171,14 @@ class SQLStore(Store):
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
     ) -> Summary:
-        execution_id, tenant_id = summary.execution_id, summary.tenant_id
         with self._transaction(write=True) as cur:
-            head = self._head(cur, execution_id)
-            if head is None:
-                if expected_seq != 0:
-                    raise not_found(execution_id, tenant_id)
-                rows = chain_rows(self.hasher, execution_id, None, 1, payloads)
-                new = replace(
-                    summary,
-                    alg=self.hasher.alg,
-                    head_seq=rows[-1].seq,
-                    head_hash=rows[-1].hash,
-                )
+            found = self._head(cur, summary.execution_id)
+            head = None if found is None else found[1]
+            rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)
+            if found is None:
                 key = self._insert_execution(cur, new)
             else:
-                key, owner, alg, head_seq, head_hash = head
-                if owner != tenant_id:
-                    if expected_seq == 0:
-                        raise ConflictError(f"{execution_id} already exists")
-                    raise not_found(execution_id, tenant_id)
-                if head_seq != expected_seq:
-                    raise stale(execution_id, expected_seq, head_seq)
-                rows = chain_rows(
-                    self.hasher, execution_id, head_hash, head_seq + 1, payloads
-                )
-                new = replace(
-                    summary, alg=alg, head_seq=rows[-1].seq, head_hash=rows[-1].hash
-                )
+                key = found[0]
                 self._update_execution(cur, key, new)
             self._insert_rows(cur, key, rows, topics or [None] * len(rows))
         return new
@@ -323,22 +300,19 @@ class SQLStore(Store):
         with self._transaction(write=True) as cur:
             for history in histories:
                 summary = history.summary
-                head = self._head(cur, summary.execution_id)
-                if head is not None:
-                    self._check_same(cur, head, history)
+                found = self._head(cur, summary.execution_id)
+                if found is not None:
+                    self._check_same(cur, *found, history)
                     continue
                 key = self._insert_execution(cur, summary)
                 self._insert_rows(cur, key, history.rows, [None] * len(history.rows))
                 written.append(summary.execution_id)
         return written
 
-    def _check_same(
-        self, cur: Any, head: tuple[int, str, str, int, bytes], history: History
-    ) -> None:
-        key, owner, _alg, head_seq, head_hash = head
+    def _check_same(self, cur: Any, key: int, head: Head, history: History) -> None:
         last = history.rows[-1] if history.rows else None
-        same_head = last is not None and (head_seq, head_hash) == (last.seq, last.hash)
-        if owner == history.summary.tenant_id and same_head:
+        same_head = last is not None and (head.seq, head.hash) == (last.seq, last.hash)
+        if head.tenant_id == history.summary.tenant_id and same_head:
             cur.execute(
                 self._q(
                     "SELECT seq, payload, hash FROM journal_events "
@@ -359,36 +333,26 @@ class SQLStore(Store):
     ) -> None:
         with self._transaction(write=True) as cur:
             for execution_id, events in by_originator.items():
-                check_contiguous(execution_id, events)
-                first = events[0].version
-                head = self._head(cur, execution_id)
-                if head is not None and first != head[3] + 1:
-                    raise stale(execution_id, first - 1, head[3])
-                previous = head[4] if head is not None else None
-                rows = chain_rows(
-                    self.hasher,
-                    execution_id,
-                    previous,
-                    first,
-                    [e.state for e in events],
-                )
-                summary = Summary(
-                    execution_id=execution_id,
-                    tenant_id=head[1] if head is not None else tenant_id,
-                    alg=self.hasher.alg,
-                    head_seq=rows[-1].seq,
-                    head_hash=rows[-1].hash,
-                )
-                if head is None:
+                found = self._head(cur, execution_id)
+                head = None if found is None else found[1]
+                rows = plan_insert_stored(self.hasher, execution_id, head, events)
+                if found is None:
+                    summary = Summary(
+                        execution_id=execution_id,
+                        tenant_id=tenant_id,
+                        alg=self.hasher.alg,
+                        head_seq=rows[-1].seq,
+                        head_hash=rows[-1].hash,
+                    )
                     key = self._insert_execution(cur, summary)
                 else:
-                    key = head[0]
+                    key = found[0]
                     cur.execute(
                         self._q(
                             "UPDATE journal_executions SET head_seq = ?, head_hash = ? "
                             "WHERE exec_key = ?"
                         ),
-                        (summary.head_seq, summary.head_hash, key),
+                        (rows[-1].seq, rows[-1].hash, key),
                     )
                 self._insert_rows(cur, key, rows, [e.topic for e in events])
 

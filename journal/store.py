@@ -143,6 +143,59 @@ def chain_rows(
     return rows
 
 
+class Head(NamedTuple):
+    """An execution's owner, chain algorithm and current head, as stored."""
+
+    tenant_id: str
+    alg: str
+    seq: int
+    hash: bytes
+
+
+def plan_append(
+    hasher: Hasher,
+    summary: Summary,
+    expected_seq: int,
+    head: Head | None,
+    payloads: Sequence[bytes],
+) -> tuple[list[Row], Summary]:
+    """Check an append against the stored head; chain its rows.
+
+    The one decision every backend makes inside its append transaction:
+    not found (absent, or another tenant's), conflict (a stale head, or an
+    id taken on create), else the new rows and the index row with its head.
+    """
+    execution_id, tenant_id = summary.execution_id, summary.tenant_id
+    if head is None:
+        if expected_seq != 0:
+            raise not_found(execution_id, tenant_id)
+        previous, alg = None, hasher.alg
+    else:
+        if head.tenant_id != tenant_id:
+            if expected_seq == 0:
+                raise ConflictError(f"{execution_id} already exists")
+            raise not_found(execution_id, tenant_id)
+        if head.seq != expected_seq:
+            raise stale(execution_id, expected_seq, head.seq)
+        previous, alg = head.hash, head.alg
+    rows = chain_rows(hasher, execution_id, previous, expected_seq + 1, payloads)
+    return rows, replace(
+        summary, alg=alg, head_seq=rows[-1].seq, head_hash=rows[-1].hash
+    )
+
+
+def plan_insert_stored(
+    hasher: Hasher, execution_id: str, head: Head | None, events: list[Stored]
+) -> list[Row]:
+    """Check and chain events written through eventsourcing's interface."""
+    check_contiguous(execution_id, events)
+    first = events[0].version
+    if head is not None and first != head.seq + 1:
+        raise stale(execution_id, first - 1, head.seq)
+    previous = head.hash if head is not None else None
+    return chain_rows(hasher, execution_id, previous, first, [e.state for e in events])
+
+
 class Store(ABC):
     """What every backend provides; see the module docstring."""
 
@@ -263,33 +316,15 @@ class MemoryStore(Store):
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
     ) -> Summary:
-        execution_id, tenant_id = summary.execution_id, summary.tenant_id
         with self._lock:
-            existing = self._executions.get(execution_id)
-            if existing is None and expected_seq != 0:
-                raise not_found(execution_id, tenant_id)
-            if existing is not None:
-                if existing.summary.tenant_id != tenant_id:
-                    if expected_seq == 0:
-                        raise ConflictError(f"{execution_id} already exists")
-                    raise not_found(execution_id, tenant_id)
-                if existing.summary.head_seq != expected_seq:
-                    raise stale(execution_id, expected_seq, existing.summary.head_seq)
-                previous: bytes | None = existing.summary.head_hash
-                alg = existing.summary.alg
-            else:
-                previous, alg = None, self.hasher.alg
-            rows = chain_rows(
-                self.hasher, execution_id, previous, expected_seq + 1, payloads
-            )
-            new = replace(
-                summary, alg=alg, head_seq=rows[-1].seq, head_hash=rows[-1].hash
-            )
+            existing = self._executions.get(summary.execution_id)
+            head = None if existing is None else _head_of(existing.summary)
+            rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)
             target = existing or _MemoryExecution(new)
             target.summary = new
             target.rows.extend(rows)
             target.topics.extend(topics or [None] * len(rows))
-            self._executions[execution_id] = target
+            self._executions[summary.execution_id] = target
             return new
 
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
@@ -373,28 +408,17 @@ class MemoryStore(Store):
         self, tenant_id: str, by_originator: dict[str, list[Stored]]
     ) -> None:
         with self._lock:
-            for execution_id, events in by_originator.items():
-                check_contiguous(execution_id, events)
-                existing = self._executions.get(execution_id)
-                head = existing.summary.head_seq if existing else None
-                first = events[0].version
-                if head is not None and first != head + 1:
-                    raise stale(execution_id, first - 1, head)
+            planned = []
             for execution_id, events in by_originator.items():
                 existing = self._executions.get(execution_id)
+                head = None if existing is None else _head_of(existing.summary)
+                rows = plan_insert_stored(self.hasher, execution_id, head, events)
+                planned.append((execution_id, existing, rows, events))
+            for execution_id, existing, rows, events in planned:
                 summary = (
                     existing.summary
                     if existing
                     else Summary(execution_id=execution_id, tenant_id=tenant_id)
-                )
-                previous = existing.summary.head_hash if existing else None
-                first = events[0].version
-                rows = chain_rows(
-                    self.hasher,
-                    execution_id,
-                    previous,
-                    first,
-                    [e.state for e in events],
                 )
                 summary = replace(
                     summary, head_seq=rows[-1].seq, head_hash=rows[-1].hash
@@ -417,6 +441,10 @@ class MemoryStore(Store):
                 for row, topic in zip(found.rows, found.topics, strict=True)
                 if (gt is None or row.seq > gt) and (lte is None or row.seq <= lte)
             ]
+
+
+def _head_of(summary: Summary) -> Head:
+    return Head(summary.tenant_id, summary.alg, summary.head_seq, summary.head_hash)
 
 
 def _matches(summary: Summary, where: ListFilter) -> bool:
