@@ -16,7 +16,7 @@ import msgspec
 from journal import events as ev
 from journal.codec import encode_value
 from journal.errors import InvalidTransitionError, JournalError
-from journal.fold import apply_in_place, begin, fold
+from journal.fold import apply_in_place, begin
 from journal.ids import (
     ExecutionId,
     StepId,
@@ -115,16 +115,23 @@ class ExecutionHandle:
     # --- the one write path ---------------------------------------------
 
     def record(self, *new: ev.Event) -> Execution:
-        """Fold `new` onto the state (refusing invalid ones), then append."""
+        """Fold `new` onto the state (refusing invalid ones), then append.
+
+        Events are applied in place (no copy of a long execution's state per
+        call); a refused event changes nothing, and if anything was applied
+        before a refusal or a failed append, the state is reloaded from the
+        store, which holds none of `new`.
+        """
         expected = self.state.version
-        if len(new) == 1:
-            apply_in_place(self.state, new[0])  # refuses before changing anything
-        else:
-            self.state = fold(self.state.id, new, self.state)
+        applied = 0
         try:
+            for event in new:
+                apply_in_place(self.state, event)
+                applied += 1
             self.journal.append(expected, self.state, new)
         except JournalError:
-            self.state = self.journal.get(self.state.id)
+            if applied:
+                self.state = self.journal.get(self.state.id)
             raise
         return self.state
 
