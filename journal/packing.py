@@ -69,8 +69,12 @@ DICTIONARY_V1 = (
 )
 
 
-def pack(payload: bytes) -> bytes:
-    """The bytes to store for a payload."""
+def pack(payload: bytes, *, json: bool = False) -> bytes:
+    """The bytes to store for a payload.
+
+    ``json=True`` promises compact JSON from our encoder (it escapes every
+    control character), which skips the check for raw control bytes.
+    """
     if len(payload) >= _DEFLATE_FROM:
         compressor = zlib.compressobj(
             6, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1
@@ -78,7 +82,7 @@ def pack(payload: bytes) -> bytes:
         packed = compressor.compress(payload) + compressor.flush()
         if len(packed) + 1 < len(payload):
             return b"\x01" + packed
-    if _CONTROL.search(payload) is not None:
+    if not json and _CONTROL.search(payload) is not None:
         return b"\x00" + payload
     for text, token in TOKENS_V1:
         payload = payload.replace(text, token)

@@ -138,7 +138,13 @@ class SQLStore(Store):
         )
 
     def _insert_rows(
-        self, cur: Any, key: int, rows: Sequence[Row], topics: Sequence[str | None]
+        self,
+        cur: Any,
+        key: int,
+        rows: Sequence[Row],
+        topics: Sequence[str | None],
+        *,
+        json: bool = False,
     ) -> None:
         cur.executemany(
             self._q(
@@ -146,7 +152,7 @@ class SQLStore(Store):
                 "VALUES (?, ?, ?, ?, ?)"
             ),
             [
-                (key, r.seq, topic, pack(r.payload), r.hash)
+                (key, r.seq, topic, pack(r.payload, json=json), r.hash)
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
@@ -180,7 +186,10 @@ class SQLStore(Store):
             else:
                 key = found[0]
                 self._update_execution(cur, key, new)
-            self._insert_rows(cur, key, rows, topics or [None] * len(rows))
+            # Our events, encoded by journal.codec: compact JSON (topics unset).
+            self._insert_rows(
+                cur, key, rows, topics or [None] * len(rows), json=topics is None
+            )
         return new
 
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
