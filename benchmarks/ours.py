@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -209,7 +210,14 @@ def concurrent_writers(url: str, writers: int, n_events: int) -> float:
     ]
     for proc in procs:
         proc.start()
-    results = [out.get(timeout=600) for _ in procs]
+    results = []
+    for _ in procs:
+        try:
+            results.append(out.get(timeout=300))
+        except queue.Empty:
+            for proc in procs:
+                proc.kill()
+            raise RuntimeError("a journal writer died or hung") from None
     for proc in procs:
         proc.join()
     events = sum(count for count, _ in results)
