@@ -233,6 +233,11 @@ class Journal:
         )
 
     def put_schema(self, schema_hash: str, document: bytes) -> None:
+        """Store a schema document under its hash (refused if it is not)."""
+        from journal.schema import document_matches
+
+        if not document_matches(schema_hash, document):
+            raise EventDecodeError(f"schema document does not hash to {schema_hash}")
         self.store.put_schema(schema_hash, document)
 
     def get_schema(self, schema_hash: str) -> bytes | None:

@@ -31,6 +31,7 @@ from journal.errors import (
 )
 from journal.fold import fold
 from journal.ids import ExecutionId, parse_execution_id, parse_tenant_id
+from journal.schema import document_matches
 from journal.store import History, ListFilter, Row
 
 FORMAT = "journal-export/1"
@@ -215,6 +216,20 @@ def _verify_block(block: Block, hasher: Hasher, source: str, first_line: int) ->
         raise ChainIntegrityError(
             f"{block.source}: {execution_id}: the first event does not create the "
             f"execution for {header.tenant_id}",
+            seq=1,
+        )
+    if header.schema_version != created.schema_version:
+        raise ChainIntegrityError(
+            f"{block.source}: {execution_id}: the header says schema "
+            f"{header.schema_version} but the execution recorded "
+            f"{created.schema_version}",
+            seq=1,
+        )
+    document = block.schema_document
+    if document is not None and not document_matches(header.schema_version, document):
+        raise ChainIntegrityError(
+            f"{block.source}: {execution_id}: the schema document in the header "
+            f"does not hash to {header.schema_version}",
             seq=1,
         )
 

@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 )
 
 from journal.codec import decode, encode
-from journal.errors import ConflictError
+from journal.errors import ConflictError, ExecutionNotFoundError
 from journal.events import Event, tag_of
 from journal.ids import DEFAULT_TENANT
 from journal.store import Store, Stored, tag_from_payload
@@ -50,7 +50,8 @@ class StoreRecorder(AggregateRecorder):
             )
         try:
             self.store._insert_stored(tenant_id, by_originator)
-        except ConflictError as e:
+        except (ConflictError, ExecutionNotFoundError) as e:
+            # eventsourcing expects IntegrityError for any refused insert.
             raise RecordConflictError(str(e)) from e
         return None
 

@@ -113,6 +113,14 @@ def schema_hash(document: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical(document)).hexdigest()
 
 
+def document_matches(expected_hash: str | None, document: bytes) -> bool:
+    """True if a stored or carried document really has this hash."""
+    try:
+        return expected_hash == schema_hash(msgspec.json.decode(document))
+    except msgspec.DecodeError:
+        return False
+
+
 def diff_documents(recorded: Any, current: Any) -> list[str]:
     """What changed between two flow documents, one readable line each."""
     if not isinstance(recorded, dict) or not isinstance(current, dict):

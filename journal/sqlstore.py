@@ -33,6 +33,7 @@ from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.packing import pack, unpack
 from journal.store import (
+    GENERIC_STATE,
     Head,
     History,
     ListFilter,
@@ -109,7 +110,7 @@ class SQLStore(Store):
         """The execution's key and stored head, locking its index row."""
         cur.execute(
             self._q(
-                "SELECT exec_key, tenant_id, alg, head_seq, head_hash "
+                "SELECT exec_key, tenant_id, alg, head_seq, head_hash, state "
                 "FROM journal_executions WHERE execution_id = ?" + self.LOCK_ROW
             ),
             (execution_id,),
@@ -117,7 +118,7 @@ class SQLStore(Store):
         found = cur.fetchone()
         if found is None:
             return None
-        return found[0], Head(found[1], found[2], found[3], _blob(found[4]))
+        return found[0], Head(found[1], found[2], found[3], _blob(found[4]), found[5])
 
     def _insert_execution(self, cur: Any, summary: Summary) -> int:
         marks = ", ".join([self.P] * 17)
@@ -344,11 +345,14 @@ class SQLStore(Store):
             for execution_id, events in by_originator.items():
                 found = self._head(cur, execution_id)
                 head = None if found is None else found[1]
-                rows = plan_insert_stored(self.hasher, execution_id, head, events)
+                rows = plan_insert_stored(
+                    self.hasher, execution_id, tenant_id, head, events
+                )
                 if found is None:
                     summary = Summary(
                         execution_id=execution_id,
                         tenant_id=tenant_id,
+                        state=GENERIC_STATE,
                         alg=self.hasher.alg,
                         head_seq=rows[-1].seq,
                         head_hash=rows[-1].hash,

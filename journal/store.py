@@ -143,6 +143,11 @@ def chain_rows(
     return rows
 
 
+#: The index state of an execution written through eventsourcing's generic
+#: recorder interface (its events are not the journal's, so not folded).
+GENERIC_STATE = "Recorded"
+
+
 class Head(NamedTuple):
     """An execution's owner, chain algorithm and current head, as stored."""
 
@@ -150,6 +155,7 @@ class Head(NamedTuple):
     alg: str
     seq: int
     hash: bytes
+    state: str = GENERIC_STATE
 
 
 def plan_append(
@@ -185,9 +191,25 @@ def plan_append(
 
 
 def plan_insert_stored(
-    hasher: Hasher, execution_id: str, head: Head | None, events: list[Stored]
+    hasher: Hasher,
+    execution_id: str,
+    tenant_id: str,
+    head: Head | None,
+    events: list[Stored],
 ) -> list[Row]:
-    """Check and chain events written through eventsourcing's interface."""
+    """Check and chain events written through eventsourcing's interface.
+
+    Only into executions of this tenant that were written the same way:
+    the journal's own executions change only through its commands (which
+    fold every event and keep the index row true).
+    """
+    if head is not None and head.tenant_id != tenant_id:
+        raise not_found(execution_id, tenant_id)
+    if head is not None and head.state != GENERIC_STATE:
+        raise ConflictError(
+            f"{execution_id} is a journal execution ({head.state}): append "
+            "through the journal's commands, not the generic recorder"
+        )
     check_contiguous(execution_id, events)
     first = events[0].version
     if head is not None and first != head.seq + 1:
@@ -384,25 +406,29 @@ class MemoryStore(Store):
 
     def import_histories(self, histories: Sequence[History]) -> list[str]:
         with self._lock:
-            to_write = []
+            to_write: dict[str, History] = {}
             for history in histories:
-                existing = self._executions.get(history.summary.execution_id)
+                execution_id = history.summary.execution_id
+                found = self._executions.get(execution_id)
+                existing = to_write.get(execution_id) or (
+                    History(found.summary, found.rows) if found else None
+                )
                 if existing is None:
-                    to_write.append(history)
+                    to_write[execution_id] = history
                 elif existing.rows != history.rows or (
                     existing.summary.tenant_id != history.summary.tenant_id
                 ):
                     raise ConflictError(
-                        f"{history.summary.execution_id}: a different history "
-                        "already exists under this id"
+                        f"{execution_id}: a different history already exists "
+                        "under this id"
                     )
-            for history in to_write:
+            for history in to_write.values():
                 self._executions[history.summary.execution_id] = _MemoryExecution(
                     history.summary,
                     list(history.rows),
                     [None] * len(history.rows),
                 )
-            return [h.summary.execution_id for h in to_write]
+            return list(to_write)
 
     def _insert_stored(
         self, tenant_id: str, by_originator: dict[str, list[Stored]]
@@ -412,13 +438,19 @@ class MemoryStore(Store):
             for execution_id, events in by_originator.items():
                 existing = self._executions.get(execution_id)
                 head = None if existing is None else _head_of(existing.summary)
-                rows = plan_insert_stored(self.hasher, execution_id, head, events)
+                rows = plan_insert_stored(
+                    self.hasher, execution_id, tenant_id, head, events
+                )
                 planned.append((execution_id, existing, rows, events))
             for execution_id, existing, rows, events in planned:
                 summary = (
                     existing.summary
                     if existing
-                    else Summary(execution_id=execution_id, tenant_id=tenant_id)
+                    else Summary(
+                        execution_id=execution_id,
+                        tenant_id=tenant_id,
+                        state=GENERIC_STATE,
+                    )
                 )
                 summary = replace(
                     summary, head_seq=rows[-1].seq, head_hash=rows[-1].hash
@@ -444,7 +476,13 @@ class MemoryStore(Store):
 
 
 def _head_of(summary: Summary) -> Head:
-    return Head(summary.tenant_id, summary.alg, summary.head_seq, summary.head_hash)
+    return Head(
+        summary.tenant_id,
+        summary.alg,
+        summary.head_seq,
+        summary.head_hash,
+        summary.state,
+    )
 
 
 def _matches(summary: Summary, where: ListFilter) -> bool:

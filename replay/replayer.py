@@ -38,7 +38,7 @@ from journal.runtime import error_from
 from journal.schema import canonical, diff_documents
 from journal.store import ListFilter
 from replay.report import BatchResult, Divergence, ReplayResult, Verdict, value_view
-from replay.rerun import ReplayRun, Stop
+from replay.rerun import ReplayRun, Stop, same_error
 
 SchemaLookup = Callable[[str], bytes | None]
 
@@ -226,7 +226,7 @@ def _compare_end(
             )
         )
     error = _error_of(failure)
-    if state is ExecutionState.FAILED and _same_error(recorded.error, error):
+    if state is ExecutionState.FAILED and same_error(recorded.error, error):
         return
     raise run.diverge(
         Divergence(
@@ -248,17 +248,6 @@ def _error_of(failure: BaseException | None) -> ExecutionError | None:
     if isinstance(failure, StepError):
         return failure.error
     return error_from(failure, "")
-
-
-def _same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (a.category, a.message, a.code, a.exception_type) == (
-        b.category,
-        b.message,
-        b.code,
-        b.exception_type,
-    )
 
 
 def _end_value(recorded: Execution) -> Any:

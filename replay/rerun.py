@@ -18,10 +18,29 @@ import msgspec
 
 from journal.flow import Flow, StepDef, StepError, ValueUpcaster
 from journal.ids import StepId
-from journal.model import Execution, Step, StepState, is_null
+from journal.model import (
+    Execution,
+    ExecutionError,
+    ExecutionState,
+    Step,
+    StepState,
+    is_null,
+)
 from journal.runtime import error_from
 from journal.schema import canonical
 from replay.report import Divergence, step_view, value_view
+
+
+def same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:
+    """Errors compare by what they say, never by ids, attempts or times."""
+    if a is None or b is None:
+        return a is b
+    return (a.category, a.message, a.code, a.exception_type) == (
+        b.category,
+        b.message,
+        b.code,
+        b.exception_type,
+    )
 
 
 class Stop(BaseException):
@@ -44,6 +63,13 @@ class ReplayRun:
         self.divergence: Divergence | None = None
         self.record_ended = False
         self.steps_checked = 0
+        self.position = {step_id: i for i, step_id in enumerate(self.order)}
+        # A record that did not finish (still running, paused, waiting, or
+        # cancelled between steps) is matched only as far as it goes.
+        self.open_ended = recorded.state not in (
+            ExecutionState.COMPLETED,
+            ExecutionState.FAILED,
+        )
 
     # --- signals ----------------------------------------------------------
 
@@ -76,7 +102,7 @@ class ReplayRun:
         parent = self.stack[-1] if self.stack else None
         produced = {"name": name, "callable_id": callable_id}
         if record is None or record.parent_step_id != parent:
-            if record is None and not self.recorded.is_terminal:
+            if record is None and self.open_ended:
                 raise self.end_of_record()
             raise self.diverge(
                 Divergence(
@@ -176,7 +202,7 @@ class ReplayRun:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> bytes | None:
-        index = self.order.index(attempt.id)
+        index = self.position[attempt.id]
         self.stack.append(attempt.id)
         try:
             produced = canonical(step.function(*args, **kwargs))
@@ -203,8 +229,7 @@ class ReplayRun:
             raise self.end_of_record()
         if failure is not None:
             error = error_from(failure, step.step_type)
-            recorded = attempt.error
-            if recorded is not None and recorded.category == error.category:
+            if same_error(attempt.error, error):
                 return
             raise self.diverge(
                 Divergence(
@@ -251,7 +276,7 @@ class ReplayRun:
             return msgspec.json.decode(canonical(make()), type=type_)
         values = self.recorded.recorded_values
         if self.value_cursor >= len(values):
-            if not self.recorded.is_terminal:
+            if self.open_ended:
                 raise self.end_of_record()
             raise self.diverge(
                 Divergence(

@@ -15,10 +15,12 @@ import pytest
 
 import journal
 from journal import events as ev
+from journal import schema
 from journal.chain import Hasher, verify_links
 from journal.errors import (
     ChainIntegrityError,
     ConflictError,
+    EventDecodeError,
     ExecutionNotFoundError,
     InvalidTransitionError,
     StoreError,
@@ -301,15 +303,25 @@ def test_a_tampered_snapshot_is_never_used_by_verify(journal_: journal.Journal) 
 
 
 def test_schema_documents_are_stored_once_per_hash(journal_: journal.Journal) -> None:
-    schema_hash = "sha256:" + secrets.token_hex(32)
+    document = {"flow": f"f{secrets.token_hex(8)}", "steps": []}
+    schema_hash = schema.schema_hash(document)
     assert journal_.get_schema(schema_hash) is None
-    journal_.put_schema(schema_hash, b'{"flow":"first"}')
-    journal_.put_schema(schema_hash, b'{"flow":"second"}')
-    assert journal_.get_schema(schema_hash) == b'{"flow":"first"}'
+    journal_.put_schema(schema_hash, schema.canonical(document))
+    journal_.put_schema(schema_hash, schema.canonical(document))
+    assert journal_.get_schema(schema_hash) == schema.canonical(document)
     # Schemas are shared across tenants: they describe code, not data.
     assert journal_.with_tenant(new_tenant()).get_schema(schema_hash) == (
-        b'{"flow":"first"}'
+        schema.canonical(document)
     )
+
+
+def test_a_schema_document_that_does_not_hash_to_its_key_is_refused(
+    journal_: journal.Journal,
+) -> None:
+    schema_hash = schema.schema_hash({"flow": "honest"})
+    with pytest.raises(EventDecodeError, match="does not hash to"):
+        journal_.put_schema(schema_hash, b'{"flow":"forged"}')
+    assert journal_.get_schema(schema_hash) is None
 
 
 # --- import -------------------------------------------------------------------------
