@@ -8,6 +8,7 @@ start from a snapshot (a cache), `verify` and `history` never do.
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 
 SNAPSHOT_EVERY = 10_000
+_CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
 
 
 def crosses_snapshot_point(before: int, after: int, every: int) -> bool:
@@ -218,6 +220,15 @@ class Journal:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
         payloads = [codec.encode(event) for event in new]
+        if _CONTROL_BYTE.search(b"".join(payloads)) is not None:
+            # Only a raw value handed in unchecked can do this (our encoder
+            # escapes control characters); storage packing relies on it.
+            pairs = zip(new, payloads, strict=True)
+            bad = next(e for e, p in pairs if _CONTROL_BYTE.search(p))
+            raise EventDecodeError(
+                f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
+                "(it holds a control byte)"
+            )
         written = self.store.append(summarize(after), expected, payloads)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self.save_snapshot(after)
@@ -273,9 +284,31 @@ def verify_rows(
     )
     if not rows:
         raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)
+    _check_index_head(summary, head)
     if expect_head is not None:
         check_head(summary.execution_id, head, expect_head)
     return head
+
+
+def _check_index_head(summary: Summary, head: tuple[int, bytes]) -> None:
+    """The chain must reach the head the executions index recorded.
+
+    Catches events deleted from the tail without fixing the index up (the
+    index row is written in the same transaction as the events). A chain
+    *longer* than the index read a moment before is a concurrent append.
+    """
+    if head[0] < summary.head_seq:
+        raise ChainIntegrityError(
+            f"{summary.execution_id}: chain broken at seq {head[0] + 1}: the chain "
+            f"ends at {head[0]} but the index recorded {summary.head_seq} events",
+            seq=head[0] + 1,
+        )
+    if head[0] == summary.head_seq and head[1] != summary.head_hash:
+        raise ChainIntegrityError(
+            f"{summary.execution_id}: chain broken at seq {head[0]}: the last link "
+            "is not the head the index recorded",
+            seq=head[0],
+        )
 
 
 def decode_rows(execution_id: str, rows: Sequence[Row]) -> list[ev.AnyEvent]:

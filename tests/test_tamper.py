@@ -346,3 +346,12 @@ def test_the_signing_key_is_read_from_the_environment(
         assert signed.summary(execution_id).alg == "hmac-sha256"
         recompute_with_plain_sha256(raw_db, execution_id, alg="sha256")
         assert first_bad_seq(signed, execution_id) == 1
+
+
+def test_deleting_the_tail_without_fixing_the_index_is_caught_by_plain_verify(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    execution_id = recorded(journal_)
+    key = raw_db.key(execution_id)
+    raw_db.run("DELETE FROM journal_events WHERE exec_key = ? AND seq = ?", key, EVENTS)
+    assert first_bad_seq(journal_, execution_id) == EVENTS
