@@ -42,7 +42,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: An upcaster for values recorded under an older schema:
-#: (callable_id, "input" | "output", value as builtins) -> value as builtins.
+#: (callable_id, kind, value as builtins) -> value as builtins, where kind is
+#: "input" or "output" of a step (callable_id: the step's; a child flow's
+#: call: the child's name) or of the entry (callable_id: the flow's name),
+#: or "value" for a recorded helper (callable_id: "journal.now", …).
 ValueUpcaster = Callable[[str, str, Any], Any]
 
 

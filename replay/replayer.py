@@ -180,11 +180,22 @@ def _rerun(flow: Flow, recorded: Execution) -> ReplayRun:
         upcast = flow.accepted_hashes.get(recorded.schema_version or "")
     run = ReplayRun(flow, recorded, upcast)
     entry = flow._entry()
+    recorded_input = run.upcast_bytes(flow.name, "input", recorded.input)
+    try:
+        args = entry.decode_args(recorded_input)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        run.diverge(
+            Divergence(
+                index=0,
+                reason=f"the recorded input does not fit {flow.name}'s entry: {e}",
+                recorded_value=value_view(recorded_input),
+            )
+        )
+        return run
     token = current_run.set(run)
     produced: bytes | None = None
     failure: BaseException | None = None
     try:
-        args = entry.decode_args(bytes(recorded.input))
         produced = canonical(flow.entry_function(**args))
     except Stop:
         pass
@@ -211,7 +222,8 @@ def _compare_end(
     if state not in (ExecutionState.COMPLETED, ExecutionState.FAILED):
         return  # recorded while still running (or cancelled): matched so far
     if failure is None and produced is not None:
-        if state is ExecutionState.COMPLETED and bytes(recorded.output) == produced:
+        recorded_output = run.upcast_bytes(run.flow.name, "output", recorded.output)
+        if state is ExecutionState.COMPLETED and recorded_output == produced:
             return
         raise run.diverge(
             Divergence(

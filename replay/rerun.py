@@ -90,11 +90,15 @@ class ReplayRun:
         return self.recorded.steps[self.order[self.cursor]]
 
     def _value(self, step: Step, kind: str, raw: msgspec.Raw) -> bytes:
+        """A step's recorded bytes, upcast if recorded under an old schema."""
+        return self.upcast_bytes(step.callable_id or step.name, kind, raw)
+
+    def upcast_bytes(self, callable_id: str, kind: str, raw: msgspec.Raw) -> bytes:
         """Recorded bytes, upcast when recorded under an accepted old schema."""
         if self.upcast is None or is_null(raw):
             return bytes(raw)
         value = msgspec.json.decode(raw)
-        return canonical(self.upcast(step.callable_id or step.name, kind, value))
+        return canonical(self.upcast(callable_id, kind, value))
 
     def _match(self, name: str, callable_id: str, payload: bytes) -> Step:
         index = self.cursor
@@ -299,7 +303,8 @@ class ReplayRun:
                 )
             )
         self.value_cursor += 1
-        return msgspec.json.decode(recorded.value, type=type_)
+        value = self.upcast_bytes(f"journal.{kind}", "value", recorded.value)
+        return msgspec.json.decode(value, type=type_)
 
     def run_child(
         self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -309,7 +314,7 @@ class ReplayRun:
         record = self._match(child.name, child.name, payload)
         self._skip_descendants(record.id)
         if record.state is StepState.COMPLETED:
-            return signature.decode_output(bytes(record.output))
+            return signature.decode_output(self._value(record, "output", record.output))
         if record.state is StepState.FAILED and record.error is not None:
             raise StepError(error=record.error)
         raise self.end_of_record()

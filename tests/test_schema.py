@@ -318,8 +318,12 @@ def test_an_accepted_old_hash_with_an_upcaster_rewrites_recorded_values(
 
     execution = old.run(jr, 1500)
 
+    seen: list[tuple[str, str]] = []
+
     def to_kilograms(callable_id: str, kind: str, value: Any) -> Any:
-        assert callable_id == "units.weigh"
+        seen.append((callable_id, kind))
+        if callable_id == "units" and kind == "input":
+            return value  # the entry still takes grams
         if kind == "input":
             return {"kilograms": value["grams"] / 1000}
         return value / 1000
@@ -336,13 +340,38 @@ def test_an_accepted_old_hash_with_an_upcaster_rewrites_recorded_values(
 
     assert new.schema_version != old.schema_version
     result = replay.replay(jr, execution.id, [new])
-    # The step matches through the upcaster; the entry's final output (1500)
-    # was recorded under the old code and differs from today's (1.5).
-    assert result.verdict is Verdict.DIVERGED, result.report()
-    assert result.divergence is not None
-    assert result.divergence.recorded_value == 1500
-    assert result.divergence.produced_value == 1.5
+    # The step's input and output, and the entry's input and output, are all
+    # upcast from grams to kilograms; then the re-run matches the record.
+    assert result.verdict is Verdict.OK, result.report()
     assert result.steps_checked == 1
+    assert sorted(set(seen)) == [
+        ("units", "input"),
+        ("units", "output"),
+        ("units.weigh", "input"),
+        ("units.weigh", "output"),
+    ]
+
+
+def test_a_recorded_input_that_no_longer_fits_the_entry_is_reported_as_such(
+    jr: journal.Journal,
+) -> None:
+    old = Flow("fit")
+
+    @old.entry
+    def old_main(count: int) -> int:
+        return count
+
+    execution = old.run(jr, 3)
+    new = Flow("fit", accepts=[old.schema_version])
+
+    @new.entry
+    def new_main(count: str) -> str:
+        return count
+
+    result = replay.replay(jr, execution.id, [new])
+    assert result.verdict is Verdict.DIVERGED
+    assert result.divergence is not None
+    assert "the recorded input does not fit fit's entry" in result.divergence.reason
 
 
 def test_raise_on_failure_raises_schema_mismatch_error(jr: journal.Journal) -> None:
