@@ -167,7 +167,9 @@ def _input_received(state: Execution, event: Any) -> None:
 
 
 def _value_recorded(state: Execution, event: Any) -> None:
-    state.recorded_values.append(RecordedValue(event.kind, event.value))
+    state.recorded_values.append(
+        RecordedValue(event.kind, event.value, len(state.step_order))
+    )
 
 
 def _completed(state: Execution, event: Any) -> None:

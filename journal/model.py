@@ -276,10 +276,15 @@ class StepSource(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class RecordedValue(msgspec.Struct, frozen=True):
-    """A nondeterministic value drawn inside a run (``now``, ``random``…)."""
+    """A nondeterministic value drawn inside a run (``now``, ``random``…).
+
+    `after_steps`: how many steps had started when it was drawn, so replay
+    can tell a draw that moved across a step call.
+    """
 
     kind: str
     value: msgspec.Raw
+    after_steps: int = 0
 
 
 class Step(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -291,15 +291,19 @@ class ReplayRun:
                 )
             )
         recorded = values[self.value_cursor]
-        if recorded.kind != kind:
+        if recorded.kind != kind or recorded.after_steps != self.cursor:
+            where = f"after {recorded.after_steps} steps"
             raise self.diverge(
                 Divergence(
                     index=self.cursor,
-                    reason=f"journal.{kind}() was called where the record drew "
-                    f"journal.{recorded.kind}()",
-                    recorded_step={"helper": recorded.kind},
+                    reason=f"journal.{kind}() was called after {self.cursor} steps "
+                    f"where the record drew journal.{recorded.kind}() {where}",
+                    recorded_step={
+                        "helper": recorded.kind,
+                        "after_steps": recorded.after_steps,
+                    },
                     recorded_value=value_view(bytes(recorded.value)),
-                    produced_step={"helper": kind},
+                    produced_step={"helper": kind, "after_steps": self.cursor},
                 )
             )
         self.value_cursor += 1

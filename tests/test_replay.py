@@ -544,3 +544,31 @@ def test_replay_file_over_a_folder_continues_past_failures(
     suite = ElementTree.fromstring(batch.junit_xml())
     assert len(list(suite.iter("testcase"))) == 3
     assert suite.get("failures") == "2"
+
+
+def test_a_recorded_helper_moved_across_a_step_call_diverges(
+    jr: journal.Journal,
+) -> None:
+    def build(draw_first: bool) -> Flow:
+        flow = Flow("moved_draw")
+
+        @flow.step(step_type="ToolNode")
+        def act(x: int) -> int:
+            return x + 1
+
+        @flow.entry
+        def main(x: int) -> float:
+            if draw_first:
+                r = journal.random()
+                return act(x) + r
+            y = act(x)
+            return y + journal.random()
+
+        return flow
+
+    execution = build(draw_first=True).run(jr, 1)
+    result = replay.replay(jr, execution.id, [build(draw_first=False)])
+    assert result.verdict is Verdict.DIVERGED, result.report()
+    assert result.divergence is not None
+    assert "journal.random() was called after 1 steps" in result.divergence.reason
+    assert result.divergence.recorded_step == {"helper": "random", "after_steps": 0}
