@@ -57,7 +57,7 @@ ORDERS = {
 _gateway_calls: dict[str, int] = {}
 
 notify = Flow("demo.notify")
-refund = Flow("demo.refund")
+refund = Flow("demo.refund", uses=[notify])
 
 
 @notify.step(step_type=StepType.TOOL_NODE)

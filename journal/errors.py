@@ -27,6 +27,10 @@ class InvalidTransitionError(JournalError):
     """A command or event is not allowed in the execution's current state."""
 
 
+class FlowDefinitionError(JournalError, TypeError):
+    """Flow code is wired wrongly (e.g. calls into a flow it does not declare)."""
+
+
 class StoreError(JournalError):
     """The store is missing, unreachable or unusable."""
 

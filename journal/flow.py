@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
+from journal.errors import FlowDefinitionError
 from journal.events import EVENT_FORMAT_MAJOR
 from journal.model import ErrorCategory, ExecutionError, RetryPolicy, StepType
 from journal.schema import canonical, describe_type, schema_hash
@@ -223,10 +224,16 @@ class Flow:
         name: The flow's name, recorded on every execution it runs.
         accepts: Older ``schema_version`` hashes this flow can still replay,
             mapped to an optional `ValueUpcaster` for their recorded values.
+        uses: Other flows this one calls into: flows with an entry are run as
+            children (``child.run_child(...)``; their entry's signature joins
+            this flow's schema), flows without one are step libraries (their
+            steps join this flow's schema). Calling into an undeclared flow
+            is refused, so the schema gate sees every type a run depends on.
     """
 
     name: str
     accepts: Mapping[str, ValueUpcaster | None] | Iterable[str] = ()
+    uses: Iterable[Flow] = ()
     steps: dict[str, StepDef] = field(default_factory=dict, init=False)
     entry_function: Callable[..., Any] | None = field(default=None, init=False)
     entry_signature: Signature | None = field(default=None, init=False)
@@ -235,6 +242,49 @@ class Flow:
     def __post_init__(self) -> None:
         if not isinstance(self.accepts, Mapping):
             self.accepts = dict.fromkeys(self.accepts)
+        self.uses = tuple(self.uses)
+
+    def _closure(self) -> list[Flow]:
+        """Every flow this one uses, directly or through a step library."""
+        found: list[Flow] = []
+        pending = list(self.uses)
+        while pending:
+            flow = pending.pop()
+            if flow is self or any(flow is f for f in found):
+                continue
+            found.append(flow)
+            if flow.entry_function is None:  # a library's own uses count too
+                pending.extend(flow.uses)
+        return found
+
+    @property
+    def libraries(self) -> list[Flow]:
+        """Used flows without an entry: their steps may be called in a run."""
+        return [f for f in self._closure() if f.entry_function is None]
+
+    @property
+    def children(self) -> list[Flow]:
+        """Used flows with an entry: they may be run as child executions."""
+        return [f for f in self._closure() if f.entry_function is not None]
+
+    def check_step(self, step: StepDef) -> None:
+        """Refuse a step of a flow this one does not declare in `uses`."""
+        if step.flow is self or any(step.flow is f for f in self.libraries):
+            return
+        raise FlowDefinitionError(
+            f"flow {self.name!r} called step {step.callable_id} of flow "
+            f"{step.flow.name!r}: declare Flow({self.name!r}, "
+            f"uses=[{step.flow.name}]) (a flow without an entry)"
+        )
+
+    def check_child(self, child: Flow) -> None:
+        """Refuse a child flow this one does not declare in `uses`."""
+        if any(child is f for f in self.children):
+            return
+        raise FlowDefinitionError(
+            f"flow {self.name!r} ran child flow {child.name!r}: declare "
+            f"Flow({self.name!r}, uses=[{child.name}])"
+        )
 
     # --- decorators -------------------------------------------------------
 
@@ -312,9 +362,18 @@ class Flow:
                 "event_format": EVENT_FORMAT_MAJOR,
                 "flow": self.name,
                 "entry": self._entry().document(),
-                "steps": [self.steps[key].document() for key in sorted(self.steps)],
             }
-        return self._document
+        document = dict(self._document)
+        steps = dict(self.steps)
+        for library in self.libraries:
+            steps.update(library.steps)
+        document["steps"] = [steps[key].document() for key in sorted(steps)]
+        children = sorted(self.children, key=lambda child: child.name)
+        if children:  # absent when empty: flows without children keep their hash
+            document["children"] = [
+                {"flow": child.name, **child._entry().document()} for child in children
+            ]
+        return document
 
     @property
     def schema_version(self) -> str:

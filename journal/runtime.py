@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from journal.errors import JournalError
+from journal.errors import FlowDefinitionError, JournalError
 from journal.flow import Flow, StepDef, StepError, categorize, current_run
 from journal.ids import StepId
 from journal.model import (
@@ -74,9 +74,19 @@ class LiveRun:
             self.journal_failure = self.journal_failure or e
             raise
 
+    def _refuse_undeclared(self, check: Callable[[], None]) -> None:
+        """Flow wiring errors end the run: no user ``except`` may hide them."""
+        try:
+            check()
+        except FlowDefinitionError as e:
+            self.journal_failure = self.journal_failure or e
+            raise
+
     def call_step(
         self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if step.flow is not self.flow:
+            self._refuse_undeclared(lambda: self.flow.check_step(step))
         payload = msgspec.Raw(step.signature.encode_args(args, kwargs))
         parent = self.stack[-1] if self.stack else None
         original: StepId | None = None
@@ -136,6 +146,7 @@ class LiveRun:
     def run_child(
         self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        self._refuse_undeclared(lambda: self.flow.check_child(child))
         signature = child._entry()
         payload = msgspec.Raw(signature.encode_args(args, kwargs))
         parent = self.stack[-1] if self.stack else None
@@ -195,17 +206,30 @@ def run_live(
         result = flow.entry_function(**entry.decode_args(payload))
         output = canonical(result)
     except Exception as exc:
-        if run.journal_failure is not None:
-            raise run.journal_failure from exc
-        handle.fail(error_from(exc, ""))
+        _end_with_failure(handle, run.journal_failure or exc)
     else:
         if run.journal_failure is not None:
-            raise run.journal_failure
+            _end_with_failure(handle, run.journal_failure)
         handle.complete(msgspec.Raw(output))
     finally:
         current_run.reset(token)
     state: Execution = handle.state
     return state
+
+
+def _end_with_failure(handle: ExecutionHandle, failure: Exception) -> None:
+    """Record the entry's failure; re-raise it if it is the journal's own.
+
+    A store failure is raised as it is (the store may be unusable). A flow
+    wiring error is recorded as the execution's failure, then raised.
+    """
+    if isinstance(failure, JournalError) and not isinstance(
+        failure, FlowDefinitionError
+    ):
+        raise failure
+    handle.fail(error_from(failure, ""))
+    if isinstance(failure, FlowDefinitionError):
+        raise failure
 
 
 def _ms_since(started: float) -> int:

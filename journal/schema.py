@@ -144,6 +144,16 @@ def diff_documents(recorded: Any, current: Any) -> list[str]:
                     f"step {callable_id}: {key} {old.get(key)!r} -> {new.get(key)!r}"
                 )
         _diff_signature(f"step {callable_id}", old, new, lines)
+    old_children = {c["flow"]: c for c in recorded.get("children", [])}
+    new_children = {c["flow"]: c for c in current.get("children", [])}
+    for name in sorted(old_children.keys() - new_children.keys()):
+        lines.append(f"child flow {name}: no longer used")
+    for name in sorted(new_children.keys() - old_children.keys()):
+        lines.append(f"child flow {name}: now used")
+    for name in sorted(old_children.keys() & new_children.keys()):
+        _diff_signature(
+            f"child flow {name}", old_children[name], new_children[name], lines
+        )
     return lines or ["the documents differ only in form"]
 
 

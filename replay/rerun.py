@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from journal.errors import FlowDefinitionError
 from journal.flow import Flow, StepDef, StepError, ValueUpcaster
 from journal.ids import StepId
 from journal.model import (
@@ -182,9 +183,17 @@ class ReplayRun:
 
     # --- RunContext -------------------------------------------------------
 
+    def _declared(self, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except FlowDefinitionError as e:
+            raise self.diverge(Divergence(index=self.cursor, reason=str(e))) from e
+
     def call_step(
         self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if step.flow is not self.flow:
+            self._declared(lambda: self.flow.check_step(step))
         payload = step.signature.encode_args(args, kwargs)
         first = self._match(step.name, step.callable_id, payload)
         attempt: Step | None = first
@@ -313,6 +322,7 @@ class ReplayRun:
     def run_child(
         self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        self._declared(lambda: self.flow.check_child(child))
         signature = child._entry()
         payload = signature.encode_args(args, kwargs)
         record = self._match(child.name, child.name, payload)

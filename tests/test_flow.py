@@ -289,7 +289,7 @@ def child_and_parent() -> tuple[Flow, Flow]:
     def child_main(x: int) -> int:
         return triple(x) + 1
 
-    parent = Flow("parent")
+    parent = Flow("parent", uses=[child])
 
     @parent.step
     def prepare(x: int) -> int:
@@ -339,7 +339,7 @@ def test_a_failed_child_is_a_step_error_in_the_parent_and_replays_ok(
     def child_main(x: int) -> int:
         raise ValueError(f"no {x}")
 
-    parent = Flow("catching_parent")
+    parent = Flow("catching_parent", uses=[child])
 
     @parent.entry
     def main(x: int) -> str:
@@ -443,7 +443,7 @@ def generated_flow(plan: list[Op], attempts: dict[int, int]) -> tuple[Flow, Flow
     def child_main(x: int) -> int:
         return square(x)
 
-    flow = Flow("gen")
+    flow = Flow("gen", uses=[child])
 
     @flow.step(retry=NO_RETRY)
     def inner(x: int) -> int:

@@ -17,7 +17,8 @@ import pytest
 
 import journal
 import replay
-from journal import Flow, SchemaMismatchError
+from journal import ExecutionState, Flow, ListFilter, SchemaMismatchError
+from journal.errors import FlowDefinitionError
 from journal.schema import describe_type, diff_documents
 from replay import Verdict
 from tests.flows_helpers import memory_journal, rich_types_flow
@@ -433,3 +434,82 @@ def test_a_missing_recorded_document_still_gives_schema_mismatch(
     assert result.schema_changes == (
         f"the recorded document sha256:{'0' * 64} is not stored",
     )
+
+
+def tools_and_flow(output_type: type) -> tuple[Callable[[str], Any], Flow]:
+    """A step library (no entry) and a flow that declares it in `uses`."""
+    tools = Flow("tools")
+
+    def raw_lookup(key: str) -> Any:
+        return output_type(key)
+
+    raw_lookup.__annotations__ = {"key": str, "return": output_type}
+    lookup = tools.step(
+        step_type="ToolNode", name="lookup", callable_id="tools.lookup"
+    )(raw_lookup)
+
+    flow = Flow("uses_tools", uses=[tools])
+
+    @flow.entry
+    def main(key: str) -> str:
+        return str(lookup(key))
+
+    return lookup, flow
+
+
+def test_a_step_library_declared_in_uses_is_part_of_the_schema(
+    jr: journal.Journal,
+) -> None:
+    _, recorded_flow = tools_and_flow(str)
+    execution = recorded_flow.run(jr, "7")
+    assert execution.state is ExecutionState.COMPLETED
+    assert replay.replay(jr, execution.id, [recorded_flow]).verdict is Verdict.OK
+    _, changed = tools_and_flow(int)
+    assert changed.schema_version != recorded_flow.schema_version
+    result = replay.replay(jr, execution.id, [changed])
+    assert result.verdict is Verdict.SCHEMA_MISMATCH
+    assert any("tools.lookup: output type" in line for line in result.schema_changes)
+
+
+def test_calling_a_step_of_an_undeclared_flow_is_refused_and_recorded(
+    jr: journal.Journal,
+) -> None:
+    lookup, _ = tools_and_flow(str)
+    flow = Flow("forgot_uses")
+
+    @flow.entry
+    def main(key: str) -> str:
+        try:
+            return str(lookup(key))
+        except Exception:  # a flow's own except must not hide the wiring error
+            return "hidden"
+
+    with pytest.raises(FlowDefinitionError, match=r"uses=\[tools\]"):
+        flow.run(jr, "7")
+    [summary] = jr.list(ListFilter(flow="forgot_uses"))
+    assert summary.state == "Failed"
+
+
+def test_a_child_flows_entry_signature_is_part_of_the_parents_schema() -> None:
+    def parent_using(child_returns: type) -> Flow:
+        child = Flow("kid")
+
+        def kid(x: int) -> Any:
+            return child_returns(x)
+
+        kid.__annotations__ = {"x": int, "return": child_returns}
+        child.entry(kid)
+        parent = Flow("parent_of_kid", uses=[child])
+
+        @parent.entry
+        def main(x: int) -> str:
+            return str(child.run_child(x))
+
+        return parent
+
+    before, after = parent_using(int), parent_using(str)
+    assert before.schema_version != after.schema_version
+    changes = diff_documents(before.schema_document, after.schema_document)
+    assert changes == [
+        'child flow kid: output type: {"type":"integer"} -> {"type":"string"}'
+    ]
