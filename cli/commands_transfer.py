@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,22 @@ def export(app: App, execution_id: str, output: Path | None) -> None:
 
 def import_(app: App, files: tuple[Path, ...]) -> None:
     from journal.chain import Hasher
-    from journal.export import import_files, read_blocks
+    from journal.export import import_blocks, read_for_import
 
     hasher = Hasher.from_env()
-    # Read and verify every file before the store is opened (or created), so
-    # a bad file leaves no trace; the library checks them again, then writes
-    # all of them in one transaction.
+    # Read, verify and cross-check every file (chains, counts, heads, the
+    # tenant, copies of one id) before the store is opened or created, so a
+    # bad file leaves no trace; then write all of them in one transaction.
     with app.out.progress(len(files), "verifying files") as advance:
-        for path in files:
-            read_blocks(path, hasher)
-            advance()
+
+        def files_advancing() -> Iterator[Path]:
+            for path in files:
+                yield path
+                advance()
+
+        blocks, count = read_for_import(files_advancing(), app.settings.tenant, hasher)
     with app.open(create=True) as journal_:
-        report = import_files(journal_, files)
+        report = import_blocks(journal_, blocks, count)
     if app.out.json_mode:
         app.out.json(
             {

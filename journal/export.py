@@ -24,6 +24,7 @@ from journal.application import Journal, decode_rows, summarize
 from journal.chain import Hasher, format_head, parse_head, verify_links
 from journal.errors import (
     ChainIntegrityError,
+    ConflictError,
     EventDecodeError,
     ImportFormatError,
     JournalError,
@@ -253,24 +254,38 @@ class ImportReport:
     files: int
 
 
-def import_files(journal_: Journal, paths: Iterable[Path]) -> ImportReport:
-    """Read and verify every file, then write all of them in one transaction.
+def read_for_import(
+    paths: Iterable[Path], tenant_id: str, hasher: Hasher
+) -> tuple[list[Block], int]:
+    """Read, verify and cross-check every file, before any store is touched.
 
-    Idempotent for histories already present; a different history under the
-    same id raises `ConflictError`; nothing is written on any error.
+    Every chain, count and head is verified; every block must belong to
+    `tenant_id`; two blocks with one id must hold the same history (a copy
+    is kept once). Returns the blocks and the number of files.
     """
-    blocks: list[Block] = []
+    blocks: dict[str, Block] = {}
     count = 0
     for path in paths:
         count += 1
-        for block in read_blocks(path, journal_.store.hasher):
-            if block.header.tenant_id != journal_.tenant_id:
+        for block in read_blocks(path, hasher):
+            header = block.header
+            if header.tenant_id != tenant_id:
                 raise TenantMismatchError(
-                    f"{block.source}: {block.header.execution_id} belongs to "
-                    f"{block.header.tenant_id}, but the tenant in force is "
-                    f"{journal_.tenant_id}"
+                    f"{block.source}: {header.execution_id} belongs to "
+                    f"{header.tenant_id}, but the tenant in force is {tenant_id}"
                 )
-            blocks.append(block)
+            seen = blocks.get(header.execution_id)
+            if seen is not None and seen.rows != block.rows:
+                raise ConflictError(
+                    f"{block.source}: {header.execution_id} has a different "
+                    f"history than in {seen.source}"
+                )
+            blocks.setdefault(header.execution_id, block)
+    return list(blocks.values()), count
+
+
+def import_blocks(journal_: Journal, blocks: list[Block], files: int) -> ImportReport:
+    """Write verified blocks in one transaction (see `import_files`)."""
     histories = [to_history(block) for block in blocks]
     written = journal_.store.import_histories(histories)
     for block in blocks:
@@ -278,7 +293,17 @@ def import_files(journal_: Journal, paths: Iterable[Path]) -> ImportReport:
         if block.header.schema_version and document is not None:
             journal_.put_schema(block.header.schema_version, document)
     ids = [h.summary.execution_id for h in histories]
-    return ImportReport(written, [i for i in ids if i not in written], count)
+    return ImportReport(written, [i for i in ids if i not in written], files)
+
+
+def import_files(journal_: Journal, paths: Iterable[Path]) -> ImportReport:
+    """Read and verify every file, then write all of them in one transaction.
+
+    Idempotent for histories already present; a different history under the
+    same id raises `ConflictError`; nothing is written on any error.
+    """
+    blocks, files = read_for_import(paths, journal_.tenant_id, journal_.store.hasher)
+    return import_blocks(journal_, blocks, files)
 
 
 def schema_lookup_for(blocks: Iterable[Block]) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import journal
@@ -155,6 +156,40 @@ def test_import_into_another_tenant_exits_1_naming_both(
     assert "tenant_default" in result.stderr
     assert "tenant_acme" in result.stderr
     assert dump(path) == before
+
+
+def test_import_for_another_tenant_into_a_missing_store_creates_nothing(
+    invoke: Invoke, exported: Path, workdir: Path
+) -> None:
+    fresh = workdir / "fresh.db"
+    result = invoke(
+        "import", str(exported), "--db", f"sqlite:///{fresh}", "--tenant", "tenant_acme"
+    )
+    assert result.exit_code == 1
+    assert "tenant_acme" in result.stderr
+    assert not fresh.exists()
+
+
+def test_two_files_with_different_histories_under_one_id_create_nothing(
+    invoke: Invoke, exported: Path, workdir: Path
+) -> None:
+    execution_id = msgspec.json.decode(exported.read_text().splitlines()[0])[
+        "execution_id"
+    ]
+    scratch = f"sqlite:///{workdir / 'scratch.db'}"
+    with journal.open(scratch) as journal_:
+        # A valid chain, and a different history, under the same id.
+        journal_.create(execution_id=execution_id).start()
+    assert (
+        invoke("export", execution_id, "--db", scratch, "-o", "twin.jsonl").exit_code
+        == 0
+    )
+    fresh = workdir / "fresh.db"
+    result = invoke("import", str(exported), "twin.jsonl", "--db", f"sqlite:///{fresh}")
+    assert result.exit_code == 7
+    assert "twin.jsonl:1" in result.stderr
+    assert "refund.jsonl:1" in result.stderr
+    assert not fresh.exists()
 
 
 def test_import_of_a_missing_file_exits_1_naming_it(invoke: Invoke) -> None:
