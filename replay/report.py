@@ -65,9 +65,18 @@ class Divergence:
 
     @property
     def diff(self) -> str:
-        """A unified diff of recorded against produced (step and value)."""
-        recorded = {"step": self.recorded_step, "value": self.recorded_value}
-        produced = {"step": self.produced_step, "value": self.produced_value}
+        """A unified diff of recorded against produced (step and value).
+
+        Only the step fields both sides have are compared: a call that was
+        not matched has no state yet, which is not a difference.
+        """
+        recorded_step, produced_step = self.recorded_step, self.produced_step
+        if recorded_step is not None and produced_step is not None:
+            shared = recorded_step.keys() & produced_step.keys()
+            recorded_step = {k: v for k, v in recorded_step.items() if k in shared}
+            produced_step = {k: v for k, v in produced_step.items() if k in shared}
+        recorded = {"step": recorded_step, "value": self.recorded_value}
+        produced = {"step": produced_step, "value": self.produced_value}
         lines = difflib.unified_diff(
             _pretty(recorded), _pretty(produced), "recorded", "produced", lineterm=""
         )

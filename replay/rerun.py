@@ -32,6 +32,16 @@ from journal.schema import canonical
 from replay.report import Divergence, step_view, value_view
 
 
+def produced_view(step: StepDef, state: str) -> dict[str, Any]:
+    """The comparable parts of a step call the re-run made (cf. `step_view`)."""
+    return {
+        "name": step.name,
+        "callable_id": step.callable_id,
+        "step_type": step.step_type,
+        "state": state,
+    }
+
+
 def same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:
     """Errors compare by what they say, never by ids, attempts or times."""
     if a is None or b is None:
@@ -251,7 +261,7 @@ class ReplayRun:
                     f"{error.category.value}: {error.message}",
                     recorded_step=step_view(attempt),
                     recorded_value=value_view(bytes(attempt.output)),
-                    produced_step={"name": step.name, "callable_id": step.callable_id},
+                    produced_step=produced_view(step, "Failed"),
                     produced_value={
                         "error": error.category.value,
                         "message": error.message,
@@ -267,7 +277,7 @@ class ReplayRun:
                     "pure step output differs",
                     recorded_step=step_view(attempt),
                     recorded_value=value_view(recorded_output),
-                    produced_step={"name": step.name, "callable_id": step.callable_id},
+                    produced_step=produced_view(step, "Completed"),
                     produced_value=value_view(produced or b"null"),
                 )
             )

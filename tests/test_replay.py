@@ -142,10 +142,17 @@ def test_a_pure_step_returning_something_else_diverges_with_both_values(
     assert divergence.index == 1
     assert divergence.recorded_step is not None
     assert divergence.recorded_step["name"] == "double"
-    assert divergence.produced_step == step("double")
+    assert divergence.produced_step == {
+        **step("double"),
+        "step_type": "FunctionNode",
+        "state": "Completed",
+    }
     assert (divergence.recorded_value, divergence.produced_value) == (4, 5)
     assert '-  "value": 4' in divergence.diff
     assert '+  "value": 5' in divergence.diff
+    # Only the value differs: the diff shows no step field as changed.
+    changed = [line for line in divergence.diff.splitlines() if line[:1] in "+-"]
+    assert changed == ["--- recorded", "+++ produced", '-  "value": 4', '+  "value": 5']
 
 
 def test_an_entry_that_catches_every_exception_still_diverges(
