@@ -1,4 +1,4 @@
-"""Option types: times (``--since``) and chain heads (``--expect-head``)."""
+"""Option types: times (``--since``), states (``--state``), chain heads."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import click
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; older clicks are not.
     _TimeType: TypeAlias = click.ParamType[datetime, Any]
     _HeadType: TypeAlias = click.ParamType[tuple[int, bytes], Any]
+    _StateType: TypeAlias = click.ParamType[str, Any]
 else:
-    _TimeType = _HeadType = click.ParamType
+    _TimeType = _HeadType = _StateType = click.ParamType
 
 _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -40,6 +41,30 @@ class TimeParam(_TimeType):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class StateParam(_StateType):
+    """An execution state: Created … Cancelled, or Waiting(reason)."""
+
+    name = "STATE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        from journal.model import ExecutionState, WaitReason
+
+        states = [state.value for state in ExecutionState]
+        waiting = [f"Waiting({reason.value})" for reason in WaitReason]
+        by_lower = {name.lower(): name for name in (*states, *waiting)}
+        found = by_lower.get(str(value).strip().lower())
+        if found is None:
+            self.fail(
+                f"{value!r} is not a state; use one of {', '.join(states)} "
+                "or Waiting(reason)",
+                param,
+                ctx,
+            )
+        return found
+
+
 class HeadParam(_HeadType):
     """A chain head as ``verify`` prints it: ``N:HEX``."""
 
@@ -62,7 +87,9 @@ def filter_options(function: Any) -> Any:
     """``--flow --state --since --until --limit`` (for list and --all)."""
     options = (
         click.option("--flow", "flow_name", metavar="NAME", help="Only this flow."),
-        click.option("--state", metavar="STATE", help="Only this state (Completed…)."),
+        click.option(
+            "--state", type=StateParam(), help="Only this state (Completed…)."
+        ),
         click.option("--since", type=TimeParam(), help="Created at or after."),
         click.option("--until", type=TimeParam(), help="Created before."),
         click.option("--limit", type=click.IntRange(min=1), help="At most N."),
