@@ -26,14 +26,14 @@ def test_list_prints_a_table_newest_first(
 
 
 def test_an_unknown_state_is_a_usage_error_listing_the_states(
-    invoke: Invoke, db: str
+    invoke: Invoke, db: str, demo_ids: dict[str, str]
 ) -> None:
     result = invoke("list", "--db", db, "--state", "Bogus")
     assert result.exit_code == 2
     assert "'Bogus' is not a state" in result.stderr
     assert "Completed" in result.stderr
     lower = invoke("list", "--db", db, "--state", "completed", "--json")
-    assert lower.exit_code == 0
+    assert lower.exit_code == 0, lower.stderr
     assert {e["state"] for e in json.loads(lower.stdout)["executions"]} == {"Completed"}
 
 
