@@ -106,7 +106,12 @@ def print_events(app: App, events: list[RecordedEvent]) -> None:
 
 
 def show_json(
-    app: App, execution: Execution, journal_: Journal, at: int | None, events: bool
+    app: App,
+    execution: Execution,
+    journal_: Journal,
+    at: int | None,
+    events: bool,
+    broken: Exception | None = None,
 ) -> None:
     from journal.store import ListFilter
 
@@ -114,6 +119,10 @@ def show_json(
     data: dict[str, Any] = {
         "execution": execution_view(execution),
         "at": at,
+        "chain": {
+            "ok": broken is None,
+            "error": None if broken is None else str(broken),
+        },
         "steps": [step_view(step, index) for index, step in ordered_steps(execution)],
         "children": [summary_view(child) for child in children],
     }
@@ -195,17 +204,40 @@ def register(group: click.Group) -> None:
     @click.option("--events", is_flag=True, help="Also the raw events.")
     def show_command(app: App, execution_id: str, at: int | None, events: bool) -> None:
         """Show an execution: summary, steps, and (--events) its raw events."""
+        from journal.errors import ChainIntegrityError, JournalError
+
         with app.open() as journal_:
             head = journal_.summary(execution_id).head_seq
-            execution = journal_.get(execution_id, at=at)
+            # `get` may start from a snapshot; an auditor looking at this
+            # must still learn when the stored history does not verify.
+            broken: ChainIntegrityError | None = None
+            try:
+                journal_.verify(execution_id)
+            except ChainIntegrityError as e:
+                broken = e
+            try:
+                execution = journal_.get(execution_id, at=at)
+            except JournalError:
+                if broken is not None:
+                    raise broken from None  # nothing trustworthy to show
+                raise
             if app.out.json_mode:
-                show_json(app, execution, journal_, at, events)
-                return
-            recorded = journal_.events(execution_id)[:at] if events else []
-        print_execution(app, execution, head)
-        print_steps(app, execution)
-        if events:
-            print_events(app, recorded)
+                show_json(app, execution, journal_, at, events and not broken, broken)
+            else:
+                recorded = (
+                    journal_.events(execution_id)[:at] if events and not broken else []
+                )
+                print_execution(app, execution, head)
+                print_steps(app, execution)
+                if events and not broken:
+                    print_events(app, recorded)
+        if broken is not None:
+            # After the display: one line on stderr, exit 6 (with --json the
+            # document above already says "chain": {"ok": false}).
+            if app.out.json_mode:
+                click.echo(f"journal: error: {broken}", err=True)
+                click.get_current_context().exit(broken.exit_code)
+            raise broken
 
     @command(group, "verify")
     @click.argument("execution_id", required=False)

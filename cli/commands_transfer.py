@@ -25,9 +25,13 @@ def _blocks(lines: list[bytes]) -> list[dict[str, Any]]:
 
 def _write_atomically(path: Path, lines: list[bytes]) -> None:
     partial = path.with_name(f".{path.name}.partial")
-    with partial.open("wb") as file:
-        file.writelines(lines)
-    os.replace(partial, path)
+    try:
+        with partial.open("wb") as file:
+            file.writelines(lines)
+        os.replace(partial, path)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write: {e.strerror}", str(path)) from e
 
 
 def export(app: App, execution_id: str, output: Path | None) -> None:

@@ -60,6 +60,8 @@ def exit_code_for(exc: BaseException) -> int:
     """The process exit code for an exception that ended a command."""
     if isinstance(exc, click.ClickException):
         return exc.exit_code
+    if isinstance(exc, click.Abort | KeyboardInterrupt):
+        return 130  # the shell's convention for SIGINT
     if _is_journal_error(exc):
         code: int = getattr(exc, "exit_code", 1)
         return code
@@ -79,6 +81,8 @@ def message_for(exc: BaseException) -> str:
         text = "aborted"
     elif _is_journal_error(exc):
         text = str(exc)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
     else:
         text = f"{type(exc).__name__}: {exc}"
     return " ".join(text.split("\n", 1)[0].split()) or type(exc).__name__

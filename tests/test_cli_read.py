@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+from journal.packing import pack, unpack
 from tests.cli_support import Invoke, edit_payload
 
 pytest_plugins = ["tests.cli_fixtures"]
@@ -206,3 +208,33 @@ def test_schema_without_flows_exits_1_saying_how_to_load_them(invoke: Invoke) ->
     result = invoke("schema")
     assert result.exit_code == 1
     assert "no flows loaded" in result.stderr
+
+
+def test_show_of_an_edited_history_displays_it_but_exits_6_saying_so(
+    invoke: Invoke, db: str, db_path: Path, demo_ids: dict[str, str]
+) -> None:
+    execution_id = demo_ids["refund"]
+    connection = sqlite3.connect(db_path)
+    with connection:
+        (key,) = connection.execute(
+            "SELECT exec_key FROM journal_executions WHERE execution_id = ?",
+            (execution_id,),
+        ).fetchone()
+        (payload,) = connection.execute(
+            "SELECT payload FROM journal_events WHERE exec_key = ? AND seq = 17",
+            (key,),
+        ).fetchone()
+        forged = unpack(payload).replace(b'"approved":true', b'"approved":false')
+        assert forged != unpack(payload)
+        connection.execute(
+            "UPDATE journal_events SET payload = ? WHERE exec_key = ? AND seq = 17",
+            (pack(forged), key),
+        )
+    connection.close()
+    result = invoke("show", execution_id, "--db", db, "--json")
+    assert result.exit_code == 6
+    shown = json.loads(result.stdout)
+    assert shown["chain"]["ok"] is False
+    assert "chain broken at seq 17" in shown["chain"]["error"]
+    assert shown["execution"]["output"]["approved"] is False
+    assert "chain broken at seq 17" in result.stderr
