@@ -37,7 +37,14 @@ from journal.model import Execution, ExecutionError, ExecutionState
 from journal.runtime import error_from
 from journal.schema import canonical, diff_documents
 from journal.store import ListFilter
-from replay.report import BatchResult, Divergence, ReplayResult, Verdict, value_view
+from replay.report import (
+    BatchResult,
+    Divergence,
+    ReplayResult,
+    Verdict,
+    plural,
+    value_view,
+)
 from replay.rerun import ReplayRun, Stop, same_error
 
 SchemaLookup = Callable[[str], bytes | None]
@@ -59,16 +66,20 @@ def replay(
     in this tenant raises `ExecutionNotFoundError` either way.
     """
     started = time.perf_counter()
+    flows = list(flows)
     summary = journal_.summary(execution_id)
     try:
         history = journal_.history(summary.execution_id)
     except ChainIntegrityError as e:
+        flow = _find_flow(summary.flow, flows)
         result = ReplayResult(
             verdict=Verdict.INTEGRITY,
             execution_id=summary.execution_id,
             message=str(e),
             flow=summary.flow,
             recorded_schema=summary.schema_version,
+            current_schema=None if flow is None else flow.schema_version,
+            events_checked=max(0, (e.seq or 1) - 1),  # verified before the break
             duration_ms=_ms(started),
         )
         return _finish(result, raise_on_failure, e)
@@ -124,7 +135,8 @@ def replay_events(
         )
         return ReplayResult(
             verdict=Verdict.NOT_RERUN,
-            message=f"{why}; state {recorded.state_label}, {len(recorded.steps)} steps",
+            message=f"{why}; state {recorded.state_label}, "
+            f"{plural(len(recorded.steps), 'step')}",
             duration_ms=_ms(started),
             **base,
         )
@@ -151,7 +163,7 @@ def replay_events(
         )
     return ReplayResult(
         verdict=Verdict.OK,
-        message=f"re-ran {run.steps_checked} steps; matches the record "
+        message=f"re-ran {plural(run.steps_checked, 'step')}; matches the record "
         f"({recorded.state_label})",
         duration_ms=_ms(started),
         **base,

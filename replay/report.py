@@ -25,6 +25,11 @@ class Verdict(enum.StrEnum):
     NOT_RERUN = "not_rerun"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def step_view(step: Step | None) -> dict[str, Any] | None:
     """The comparable parts of a recorded step (never ids, times, durations)."""
     if step is None:
@@ -138,9 +143,11 @@ class ReplayResult:
     def report(self) -> str:
         """A human-readable, multi-line report."""
         lines = [
-            f"{self.execution_id}: {self.verdict.value} — {self.message}",
-            f"  flow {self.flow or '-'}; {self.events_checked} events, "
-            f"{self.steps_checked} steps checked in {self.duration_ms:.1f} ms",
+            f"{self.execution_id}: {self.verdict.value} — "
+            + self.message.removeprefix(f"{self.execution_id}: "),
+            f"  flow {self.flow or '-'}; {plural(self.events_checked, 'event')}, "
+            f"{plural(self.steps_checked, 'step')} checked "
+            f"in {self.duration_ms:.1f} ms",
         ]
         if self.recorded_schema or self.current_schema:
             lines.append(f"  recorded schema {self.recorded_schema or '-'}")
