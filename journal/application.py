@@ -35,6 +35,7 @@ from journal.urls import DEFAULT_URL, open_store
 
 SNAPSHOT_EVERY = 10_000
 _CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
+_LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
 
 
 def crosses_snapshot_point(before: int, after: int, every: int) -> bool:
@@ -192,10 +193,7 @@ class Journal:
             raise InvalidTransitionError(
                 f"{execution_id}: no event {at} (it has 1..{summary.head_seq})"
             )
-        start: Execution | None = None
-        snapshot = self.store.load_snapshot(summary.execution_id, self.tenant_id, at)
-        if snapshot is not None:
-            start = _snapshot_decoder.decode(snapshot[1])
+        start = self._usable_snapshot(summary.execution_id, at)
         after = start.version if start is not None else 0
         rows = self.store.load_rows(summary.execution_id, self.tenant_id, after, at)
         if rows and rows[0].seq != after + 1:
@@ -208,6 +206,27 @@ class Journal:
             decode_rows(summary.execution_id, rows),
             start,
         )
+
+    def _usable_snapshot(self, execution_id: str, at: int | None) -> Execution | None:
+        """The latest snapshot at or before `at`, if it is this chain's.
+
+        A snapshot records the chain link at its version; one whose link is
+        not the stored event's there (the history was edited, or the
+        snapshot was), or that does not decode, is ignored: it is a cache.
+        """
+        found = self.store.load_snapshot(execution_id, self.tenant_id, at)
+        if found is None:
+            return None
+        seq, blob = found
+        link, body = blob[:_LINK_BYTES], blob[_LINK_BYTES:]
+        rows = self.store.load_rows(execution_id, self.tenant_id, seq - 1, seq)
+        if len(rows) != 1 or rows[0].hash != link:
+            return None
+        try:
+            state = _snapshot_decoder.decode(body)
+        except msgspec.DecodeError:
+            return None
+        return state if (state.id, state.version) == (execution_id, seq) else None
 
     # --- writes --------------------------------------------------------
 
@@ -231,16 +250,24 @@ class Journal:
             )
         written = self.store.append(summarize(after), expected, payloads)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
-            self.save_snapshot(after)
+            self.save_snapshot(after, written.head_hash)
         return written
 
-    def save_snapshot(self, execution: Execution) -> None:
-        """Cache folded state (used by `get`, never by verify or replay)."""
+    def save_snapshot(self, execution: Execution, link: bytes | None = None) -> None:
+        """Cache folded state with the chain link at its version (used by
+        `get`, never by verify or replay)."""
+        if link is None:
+            rows = self.store.load_rows(
+                execution.id, self.tenant_id, execution.version - 1, execution.version
+            )
+            if len(rows) != 1:
+                return  # no such event stored: nothing to cache
+            link = rows[0].hash
         self.store.save_snapshot(
             execution.id,
             self.tenant_id,
             execution.version,
-            _snapshot_encoder.encode(execution),
+            link + _snapshot_encoder.encode(execution),
         )
 
     def put_schema(self, schema_hash: str, document: bytes) -> None:

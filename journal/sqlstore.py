@@ -258,13 +258,14 @@ class SQLStore(Store):
                 cur.execute(
                     self._q(
                         "INSERT INTO journal_snapshots (exec_key, seq, state) "
-                        "VALUES (?, ?, ?) ON CONFLICT (exec_key, seq) DO NOTHING"
+                        "VALUES (?, ?, ?) ON CONFLICT (exec_key, seq) DO UPDATE "
+                        "SET state = excluded.state"
                     ),
                     (key, seq, state),
                 )
                 cur.execute(
                     self._q(
-                        "DELETE FROM journal_snapshots WHERE exec_key = ? AND seq < ?"
+                        "DELETE FROM journal_snapshots WHERE exec_key = ? AND seq <> ?"
                     ),
                     (key, seq),
                 )

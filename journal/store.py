@@ -258,7 +258,7 @@ class Store(ABC):
     def save_snapshot(
         self, execution_id: str, tenant_id: str, seq: int, state: bytes
     ) -> None:
-        """Cache folded state at `seq` (replacing older snapshots)."""
+        """Cache folded state at `seq` (replacing any other snapshot)."""
 
     @abstractmethod
     def load_snapshot(

@@ -285,6 +285,36 @@ def test_get_from_a_snapshot_equals_the_full_fold(open_journal: OpenJournal) -> 
         assert at_n == fold(handle.id, journal_.history(handle.id).events[:n])
 
 
+def test_get_ignores_a_snapshot_that_is_not_this_chains(
+    journal_: journal.Journal,
+) -> None:
+    handle = recorded(journal_)
+    forged = msgspec.structs.replace(
+        handle.state, state=ExecutionState.COMPLETED, output=msgspec.Raw(b'"forged"')
+    )
+    version = handle.state.version
+    # A forged state under a link that is not the stored event's: ignored.
+    journal_.store.save_snapshot(
+        handle.id,
+        journal_.tenant_id,
+        version,
+        b"\x00" * 32 + msgspec.json.encode(forged),
+    )
+    assert journal_.get(handle.id) == handle.state
+    # Bytes that do not decode at all: ignored too.
+    journal_.store.save_snapshot(
+        handle.id, journal_.tenant_id, version + 1, b"\x00not json"
+    )
+    assert journal_.get(handle.id) == handle.state
+    # The real snapshot (with the real link) is used, and gives the same state.
+    journal_.save_snapshot(handle.state)
+    snapshot = journal_.store.load_snapshot(handle.id, journal_.tenant_id)
+    assert snapshot is not None
+    assert snapshot[0] == version
+    assert snapshot[1][:32] == journal_.verify(handle.id)[1]
+    assert journal_.get(handle.id) == handle.state
+
+
 def test_a_tampered_snapshot_is_never_used_by_verify(journal_: journal.Journal) -> None:
     handle = recorded(journal_)
     head = journal_.verify(handle.id)
