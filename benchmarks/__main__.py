@@ -294,17 +294,23 @@ def bench_postgres(
 
             stock[writers] = es_postgres.concurrent_writers(PG_URL, writers, 400)
     raw["postgres_writers"] = {"ours": rates, "eventsourcing_stock": stock}
-    anchor = "eventsourcing stock " + ", ".join(
-        f"{w}: {r:,.0f}/s" for w, r in stock.items()
-    )
     table.add(
-        "concurrent writers, one execution each (PostgreSQL, events/s)",
+        "concurrent writers, one execution each (PostgreSQL)",
         ", ".join(f"{w}: {r:,.0f}/s" for w, r in rates.items()),
-        anchor if stock else "1 writer",
-        rates[8] / stock[8] if stock else rates[8] / rates[1],
-        "scales with writers (2 cores here)",
-        rates[4] > rates[1] * 1.3,
+        "1 writer (ratio: 4 writers / 1)",
+        rates[4] / rates[1],
+        "scales with writers (2 cores)",
+        rates[4] / rates[1] >= 1.3,
     )
+    if stock:
+        table.add(
+            "  vs eventsourcing stock PostgreSQL recorder (table lock per insert)",
+            f"8 writers: {rates[8]:,.0f}/s",
+            "eventsourcing " + ", ".join(f"{w}: {r:,.0f}/s" for w, r in stock.items()),
+            rates[8] / stock[8],
+            "",
+            None,
+        )
 
 
 def bench_storage(
