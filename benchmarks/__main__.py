@@ -294,6 +294,7 @@ def bench_postgres(
 
             stock[writers] = es_postgres.concurrent_writers(PG_URL, writers, 400)
     raw["postgres_writers"] = {"ours": rates, "eventsourcing_stock": stock}
+    _drop_bench_rows(PG_URL)
     table.add(
         "concurrent writers, one execution each (PostgreSQL)",
         ", ".join(f"{w}: {r:,.0f}/s" for w, r in rates.items()),
@@ -311,6 +312,23 @@ def bench_postgres(
             "",
             None,
         )
+
+
+def _drop_bench_rows(url: str) -> None:
+    """Leave the shared database as it was: the benchmark's tenants and
+    eventsourcing's benchmark schema go (raw SQL: the journal has no delete)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        keys = "SELECT exec_key FROM journal_executions WHERE starts_with(tenant_id, %s)"
+        for table in ("journal_events", "journal_snapshots"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE exec_key IN ({keys})", ("tenant_bench",)
+            )
+        conn.execute(
+            "DELETE FROM journal_executions WHERE starts_with(tenant_id, %s)", ("tenant_bench",)
+        )
+        conn.execute("DROP SCHEMA IF EXISTS es_bench CASCADE")
 
 
 def bench_storage(
