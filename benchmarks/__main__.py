@@ -320,13 +320,16 @@ def _drop_bench_rows(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        keys = "SELECT exec_key FROM journal_executions WHERE starts_with(tenant_id, %s)"
+        keys = (
+            "SELECT exec_key FROM journal_executions WHERE starts_with(tenant_id, %s)"
+        )
         for table in ("journal_events", "journal_snapshots"):
             conn.execute(
                 f"DELETE FROM {table} WHERE exec_key IN ({keys})", ("tenant_bench",)
             )
         conn.execute(
-            "DELETE FROM journal_executions WHERE starts_with(tenant_id, %s)", ("tenant_bench",)
+            "DELETE FROM journal_executions WHERE starts_with(tenant_id, %s)",
+            ("tenant_bench",),
         )
         conn.execute("DROP SCHEMA IF EXISTS es_bench CASCADE")
 

@@ -92,7 +92,7 @@ def pack(payload: bytes, *, json: bool = False) -> bytes:
 def unpack(stored: bytes) -> bytes:
     """The payload a stored value holds (itself, if it does not unpack)."""
     if not stored:
-        return stored
+        return b""
     first = stored[0]
     if first == _RAW:
         return stored[1:]

@@ -222,9 +222,13 @@ class SQLStore(Store):
                 params.append(upto)
             cur.execute(self._q(sql + " ORDER BY seq"), params)
             fetched = cur.fetchall()
-        return [
-            Row(seq, unpack(_blob(data)), _blob(link)) for seq, data, link in fetched
-        ]
+        try:  # the common case: the driver hands back bytes
+            return [Row(seq, unpack(data), link) for seq, data, link in fetched]
+        except TypeError:  # someone wrote TEXT into a BLOB column
+            return [
+                Row(seq, unpack(_blob(data)), _blob(link))
+                for seq, data, link in fetched
+            ]
 
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
