@@ -97,13 +97,14 @@ def bench_read(
             "raw_s": floor,
             "ours_us_per_event": mine / n * 1e6,
         }
+        target = n == 10_000  # DESIGN.md §11 sets the targets at 10,000 events
         table.add(
             f"read+verify+fold {n:,} events (SQLite)",
             f"{_ms(mine)} ({mine / n * 1e6:.2f} µs/event)",
             f"raw SQLite+SHA-256+msgspec {_ms(floor)}",
             mine / floor,
-            "≤ 2x raw",
-            mine / floor <= 2,
+            "≤ 2x raw" if target else "",
+            mine / floor <= 2 if target else None,
         )
         if have["es_stock"] and n <= 10_000:
             es_db = tmp / f"es-{n}.db"
@@ -115,8 +116,8 @@ def bench_read(
                 _ms(mine),
                 f"eventsourcing stock {_ms(stock)}",
                 stock / mine,
-                "≥ 5x faster",
-                stock / mine >= 5,
+                "≥ 5x faster" if target else "",
+                stock / mine >= 5 if target else None,
             )
 
 
