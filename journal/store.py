@@ -135,10 +135,10 @@ def chain_rows(
 ) -> list[Row]:
     """Link new payloads onto a chain whose last link is `previous`."""
     link = hasher.genesis(execution_id) if previous is None else previous
+    digest = hasher.digest_function()
     rows = []
-    for offset, payload in enumerate(payloads):
-        seq = first_seq + offset
-        link = hasher.link(link, seq, payload)
+    for seq, payload in enumerate(payloads, start=first_seq):
+        link = digest(link + seq.to_bytes(8, "big") + payload)
         rows.append(Row(seq, payload, link))
     return rows
 
