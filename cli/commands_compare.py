@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from journal.model import Execution, Step
 
 EXECUTION_FIELDS = ("flow", "state", "schema_version", "input", "output", "error")
-STEP_FIELDS = ("name", "callable_id", "step_type", "state", "input", "output", "error")
 
 
 def _execution_fields(execution: Execution) -> dict[str, Any]:

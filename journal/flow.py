@@ -340,7 +340,6 @@ class Flow:
                     return fn(*args, **kwargs)
                 return run.call_step(definition, args, kwargs)
 
-            call.__journal_step__ = definition  # type: ignore[attr-defined]
             return call
 
         return register if function is None else register(function)

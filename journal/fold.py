@@ -57,14 +57,6 @@ TRANSITIONS: Final[
 }
 
 
-def next_state(state: ExecutionState, tag: str) -> ExecutionState:
-    """The state after an event with `tag`, or `InvalidTransitionError`."""
-    allowed, target = TRANSITIONS[tag]
-    if state not in allowed:
-        raise InvalidTransitionError(f"{tag} is not allowed in state {state.value}")
-    return state if target is None else target
-
-
 def begin(execution_id: ExecutionId, event: ev.ExecutionCreated) -> Execution:
     """The state after an execution's first event."""
     return Execution(
