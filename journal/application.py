@@ -124,6 +124,7 @@ class Journal:
         self.store = store
         self.tenant_id: TenantId = parse_tenant_id(tenant)
         self.snapshot_every = snapshot_every
+        self._stored_schemas: dict[str, bytes] = {}  # written by this journal
 
     def __enter__(self) -> Journal:
         return self
@@ -274,9 +275,12 @@ class Journal:
         """Store a schema document under its hash (refused if it is not)."""
         from journal.schema import document_matches
 
+        if self._stored_schemas.get(schema_hash) == document:
+            return  # every live run stores its flow's document: once is enough
         if not document_matches(schema_hash, document):
             raise EventDecodeError(f"schema document does not hash to {schema_hash}")
         self.store.put_schema(schema_hash, document)
+        self._stored_schemas[schema_hash] = document
 
     def get_schema(self, schema_hash: str) -> bytes | None:
         return self.store.get_schema(schema_hash)

@@ -174,7 +174,9 @@ class Signature:
     def decode_output(self, payload: bytes) -> Any:
         return msgspec.json.decode(payload, type=self.return_type)
 
+    @functools.cached_property
     def document(self) -> dict[str, Any]:
+        """This signature's part of a schema document (computed once)."""
         return {
             "params": [
                 {
@@ -201,13 +203,15 @@ class StepDef:
     retry: RetryPolicy | None
     signature: Signature
 
+    @functools.cached_property
     def document(self) -> dict[str, Any]:
+        """This step's part of a schema document (computed once)."""
         return {
             "callable_id": self.callable_id,
             "name": self.name,
             "step_type": self.step_type,
             "pure": self.pure,
-            **self.signature.document(),
+            **self.signature.document,
         }
 
     def policy_for(self, error: ExecutionError) -> RetryPolicy:
@@ -237,7 +241,6 @@ class Flow:
     steps: dict[str, StepDef] = field(default_factory=dict, init=False)
     entry_function: Callable[..., Any] | None = field(default=None, init=False)
     entry_signature: Signature | None = field(default=None, init=False)
-    _document: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.accepts, Mapping):
@@ -331,7 +334,6 @@ class Flow:
                     f"{self.name}: duplicate step {definition.callable_id}"
                 )
             self.steps[definition.callable_id] = definition
-            self._document = None
 
             @functools.wraps(fn)
             def call(*args: Any, **kwargs: Any) -> Any:
@@ -348,7 +350,6 @@ class Flow:
         """Declare the flow's entry function (its parameters are the input)."""
         self.entry_function = function
         self.entry_signature = Signature.of(function)
-        self._document = None
         return function
 
     # --- schema -----------------------------------------------------------
@@ -356,21 +357,19 @@ class Flow:
     @property
     def schema_document(self) -> dict[str, Any]:
         """The structural document whose hash is `schema_version`."""
-        if self._document is None:
-            self._document = {
-                "event_format": EVENT_FORMAT_MAJOR,
-                "flow": self.name,
-                "entry": self._entry().document(),
-            }
-        document = dict(self._document)
+        document: dict[str, Any] = {
+            "event_format": EVENT_FORMAT_MAJOR,
+            "flow": self.name,
+            "entry": self._entry().document,
+        }
         steps = dict(self.steps)
         for library in self.libraries:
             steps.update(library.steps)
-        document["steps"] = [steps[key].document() for key in sorted(steps)]
+        document["steps"] = [steps[key].document for key in sorted(steps)]
         children = sorted(self.children, key=lambda child: child.name)
         if children:  # absent when empty: flows without children keep their hash
             document["children"] = [
-                {"flow": child.name, **child._entry().document()} for child in children
+                {"flow": child.name, **child._entry().document} for child in children
             ]
         return document
 
@@ -378,10 +377,12 @@ class Flow:
     def schema_version(self) -> str:
         return schema_hash(self.schema_document)
 
-    def accepts_schema(self, recorded: str | None) -> bool:
-        return recorded == self.schema_version or (
-            recorded is not None and recorded in self.accepted_hashes
-        )
+    def accepts_schema(self, recorded: str | None, current: str | None = None) -> bool:
+        """True if a record of `recorded` may be re-run by this flow
+        (`current`: this flow's `schema_version`, if already computed)."""
+        if recorded == (current or self.schema_version):
+            return True
+        return recorded is not None and recorded in self.accepted_hashes
 
     @property
     def accepted_hashes(self) -> Mapping[str, ValueUpcaster | None]:

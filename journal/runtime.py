@@ -8,6 +8,7 @@ decoded from those bytes, exactly as a replay would give them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from journal.errors import FlowDefinitionError, JournalError
 from journal.flow import Flow, StepDef, StepError, categorize, current_run
 from journal.ids import StepId
 from journal.model import (
+    CallableType,
     ErrorCategory,
     Execution,
     ExecutionError,
@@ -157,7 +159,7 @@ class LiveRun:
                 input=payload,
                 parent_step_id=parent,
                 callable_id=child.name,
-                callable_type="Flow",
+                callable_type=CallableType.FLOW,
             )
         started = time.perf_counter()
         link = ParentLink(
@@ -192,12 +194,14 @@ def run_live(
     entry = flow._entry()
     assert flow.entry_function is not None
     payload = entry.encode_args(args, kwargs)
-    journal_.put_schema(flow.schema_version, canonical(flow.schema_document))
+    document = canonical(flow.schema_document)
+    schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
+    journal_.put_schema(schema_version, document)
     handle = journal_.create(
         flow=flow.name,
         input=msgspec.Raw(payload),
         parent=parent,
-        schema_version=flow.schema_version,
+        schema_version=schema_version,
     )
     handle.start()
     run = LiveRun(flow, handle)

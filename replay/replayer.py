@@ -140,8 +140,9 @@ def replay_events(
             duration_ms=_ms(started),
             **base,
         )
-    base["current_schema"] = flow.schema_version
-    if not flow.accepts_schema(recorded.schema_version):
+    current = flow.schema_version  # computed once per replay
+    base["current_schema"] = current
+    if not flow.accepts_schema(recorded.schema_version, current):
         changes = _schema_changes(flow, recorded.schema_version, schema_lookup)
         return ReplayResult(
             verdict=Verdict.SCHEMA_MISMATCH,
@@ -151,7 +152,7 @@ def replay_events(
             duration_ms=_ms(started),
             **base,
         )
-    run = _rerun(flow, recorded)
+    run = _rerun(flow, recorded, current)
     base["steps_checked"] = run.steps_checked
     if run.divergence is not None:
         return ReplayResult(
@@ -185,10 +186,10 @@ def _schema_changes(
     return diff_documents(msgspec.json.decode(stored), flow.schema_document)
 
 
-def _rerun(flow: Flow, recorded: Execution) -> ReplayRun:
+def _rerun(flow: Flow, recorded: Execution, current_schema: str) -> ReplayRun:
     assert flow.entry_function is not None
     upcast = None
-    if recorded.schema_version != flow.schema_version:
+    if recorded.schema_version != current_schema:
         upcast = flow.accepted_hashes.get(recorded.schema_version or "")
     run = ReplayRun(flow, recorded, upcast)
     entry = flow._entry()
