@@ -161,7 +161,12 @@ class Journal:
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
         """Every event, the whole chain verified first, then decoded."""
-        summary = self.summary(execution_id)
+        return self.history_of(self.summary(execution_id), expect_head=expect_head)
+
+    def history_of(
+        self, summary: Summary, *, expect_head: tuple[int, bytes] | None = None
+    ) -> VerifiedHistory:
+        """`history` for an index row already in hand (from `summary`/`list`)."""
         rows = self.store.load_rows(summary.execution_id, self.tenant_id)
         verify_rows(self.store, summary, rows, expect_head)
         events = decode_rows(summary.execution_id, rows)
@@ -194,9 +199,8 @@ class Journal:
             raise InvalidTransitionError(
                 f"{execution_id}: no event {at} (it has 1..{summary.head_seq})"
             )
-        start = self._usable_snapshot(summary.execution_id, at)
+        start, rows = self._snapshot_and_rows(summary.execution_id, at)
         after = start.version if start is not None else 0
-        rows = self.store.load_rows(summary.execution_id, self.tenant_id, after, at)
         if rows and rows[0].seq != after + 1:
             raise ChainIntegrityError(
                 f"{execution_id}: chain broken at seq {after + 1}: event missing",
@@ -208,8 +212,10 @@ class Journal:
             start,
         )
 
-    def _usable_snapshot(self, execution_id: str, at: int | None) -> Execution | None:
-        """The latest snapshot at or before `at`, if it is this chain's.
+    def _snapshot_and_rows(
+        self, execution_id: str, at: int | None
+    ) -> tuple[Execution | None, builtins.list[Row]]:
+        """The latest usable snapshot at or before `at`, and the rows after it.
 
         A snapshot records the chain link at its version; one whose link is
         not the stored event's there (the history was edited, or the
@@ -217,17 +223,14 @@ class Journal:
         """
         found = self.store.load_snapshot(execution_id, self.tenant_id, at)
         if found is None:
-            return None
+            return None, self.store.load_rows(execution_id, self.tenant_id, 0, at)
         seq, blob = found
-        link, body = blob[:_LINK_BYTES], blob[_LINK_BYTES:]
-        rows = self.store.load_rows(execution_id, self.tenant_id, seq - 1, seq)
-        if len(rows) != 1 or rows[0].hash != link:
-            return None
-        try:
-            state = _snapshot_decoder.decode(body)
-        except msgspec.DecodeError:
-            return None
-        return state if (state.id, state.version) == (execution_id, seq) else None
+        # One read from the snapshot's own event on: its link, then the rest.
+        rows = self.store.load_rows(execution_id, self.tenant_id, seq - 1, at)
+        state = _decode_snapshot(blob, execution_id, seq, rows)
+        if state is None:
+            return None, self.store.load_rows(execution_id, self.tenant_id, 0, at)
+        return state, rows[1:]
 
     # --- writes --------------------------------------------------------
 
@@ -298,6 +301,19 @@ class Journal:
         from journal.commands import ExecutionHandle
 
         return ExecutionHandle(self, self.get(execution_id))
+
+
+def _decode_snapshot(
+    blob: bytes, execution_id: str, seq: int, rows: Sequence[Row]
+) -> Execution | None:
+    link, body = blob[:_LINK_BYTES], blob[_LINK_BYTES:]
+    if not rows or rows[0].seq != seq or rows[0].hash != link:
+        return None
+    try:
+        state = _snapshot_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return state if (state.id, state.version) == (execution_id, seq) else None
 
 
 def verify_rows(

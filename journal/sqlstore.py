@@ -208,20 +208,9 @@ class SQLStore(Store):
     def load_rows(
         self, execution_id: str, tenant_id: str, after: int = 0, upto: int | None = None
     ) -> list[Row]:
-        sql = (
-            "SELECT seq, payload, hash FROM journal_events "
-            "WHERE exec_key = ? AND seq > ?"
+        fetched = self._select_rows(
+            "e.seq, e.payload, e.hash", execution_id, tenant_id, after, upto
         )
-        with self._transaction(write=False) as cur:
-            key = self._key(cur, execution_id, tenant_id)
-            if key is None:
-                return []
-            params: list[Any] = [key, after]
-            if upto is not None:
-                sql += " AND seq <= ?"
-                params.append(upto)
-            cur.execute(self._q(sql + " ORDER BY seq"), params)
-            fetched = cur.fetchall()
         try:  # the common case: the driver hands back bytes
             return [Row(seq, unpack(data), link) for seq, data, link in fetched]
         except TypeError:  # someone wrote TEXT into a BLOB column
@@ -229,6 +218,32 @@ class SQLStore(Store):
                 Row(seq, unpack(_blob(data)), _blob(link))
                 for seq, data, link in fetched
             ]
+
+    def _select_rows(
+        self,
+        columns: str,
+        execution_id: str,
+        tenant_id: str,
+        after: int | None,
+        upto: int | None,
+    ) -> list[Any]:
+        """Event rows of one execution of this tenant, in sequence order
+        (one statement: the tenant check is part of the join)."""
+        sql = (
+            f"SELECT {columns} FROM journal_events e "
+            "JOIN journal_executions x ON x.exec_key = e.exec_key "
+            "WHERE x.execution_id = ? AND x.tenant_id = ?"
+        )
+        params: list[Any] = [execution_id, tenant_id]
+        if after is not None:
+            sql += " AND e.seq > ?"
+            params.append(after)
+        if upto is not None:
+            sql += " AND e.seq <= ?"
+            params.append(upto)
+        with self._transaction(write=False) as cur:
+            cur.execute(self._q(sql + " ORDER BY e.seq"), params)
+            return list(cur.fetchall())
 
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
@@ -377,21 +392,10 @@ class SQLStore(Store):
     def _select_stored(
         self, execution_id: str, tenant_id: str, gt: int | None, lte: int | None
     ) -> list[tuple[int, str | None, bytes]]:
-        sql = (
-            "SELECT e.seq, e.topic, e.payload FROM journal_events e "
-            "JOIN journal_executions x ON x.exec_key = e.exec_key "
-            "WHERE x.execution_id = ? AND x.tenant_id = ?"
+        fetched = self._select_rows(
+            "e.seq, e.topic, e.payload", execution_id, tenant_id, gt, lte
         )
-        params: list[Any] = [execution_id, tenant_id]
-        if gt is not None:
-            sql += " AND e.seq > ?"
-            params.append(gt)
-        if lte is not None:
-            sql += " AND e.seq <= ?"
-            params.append(lte)
-        with self._transaction(write=False) as cur:
-            cur.execute(self._q(sql + " ORDER BY e.seq"), params)
-            return [(s, t, unpack(_blob(p))) for s, t, p in cur.fetchall()]
+        return [(seq, topic, unpack(_blob(data))) for seq, topic, data in fetched]
 
 
 _SQLITE_SCHEMA = """

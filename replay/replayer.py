@@ -69,7 +69,7 @@ def replay(
     flows = list(flows)
     summary = journal_.summary(execution_id)
     try:
-        history = journal_.history(summary.execution_id)
+        history = journal_.history_of(summary)
     except ChainIntegrityError as e:
         flow = _find_flow(summary.flow, flows)
         result = ReplayResult(
