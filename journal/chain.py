@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from journal.errors import ChainIntegrityError
 
@@ -26,6 +27,14 @@ _SEQ_BYTES = [i.to_bytes(8, "big") for i in range(4096)]
 
 def _seq_bytes(seq: int) -> bytes:
     return _SEQ_BYTES[seq] if 0 <= seq < 4096 else seq.to_bytes(8, "big")
+
+
+class Row(NamedTuple):
+    """One stored event: its sequence number, stored bytes and chain link."""
+
+    seq: int
+    payload: bytes
+    hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,23 @@ def parse_head(text: str) -> tuple[int, bytes]:
     if not sep or not count.isdigit() or len(hex_digest) != 64:
         raise ValueError(f"expected N:HEX (64 hex digits), got {text!r}")
     return int(count), bytes.fromhex(hex_digest)
+
+
+def chain_rows(
+    hasher: Hasher,
+    execution_id: str,
+    previous: bytes | None,
+    first_seq: int,
+    payloads: Sequence[bytes],
+) -> list[Row]:
+    """Link new payloads onto a chain whose last link is `previous`."""
+    link = hasher.genesis(execution_id) if previous is None else previous
+    digest = hasher.digest_function()
+    rows = []
+    for seq, payload in enumerate(payloads, start=first_seq):
+        link = digest(link + _seq_bytes(seq) + payload)
+        rows.append(Row(seq, payload, link))
+    return rows
 
 
 def verify_links(

@@ -33,7 +33,6 @@ from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.packing import pack, unpack
 from journal.store import (
-    GENERIC_STATE,
     Head,
     History,
     ListFilter,
@@ -41,6 +40,7 @@ from journal.store import (
     Store,
     Stored,
     Summary,
+    generic_summary,
     plan_append,
     plan_insert_stored,
 )
@@ -369,13 +369,8 @@ class SQLStore(Store):
                     self.hasher, execution_id, tenant_id, head, events
                 )
                 if found is None:
-                    summary = Summary(
-                        execution_id=execution_id,
-                        tenant_id=tenant_id,
-                        state=GENERIC_STATE,
-                        alg=self.hasher.alg,
-                        head_seq=rows[-1].seq,
-                        head_hash=rows[-1].hash,
+                    summary = generic_summary(
+                        self.hasher, execution_id, tenant_id, rows
                     )
                     key = self._insert_execution(cur, summary)
                 else:

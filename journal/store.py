@@ -29,16 +29,9 @@ from typing import NamedTuple
 
 import msgspec
 
-from journal.chain import Hasher
+from journal.chain import Hasher, chain_rows
+from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError
-
-
-class Row(NamedTuple):
-    """One stored event: its sequence number, stored bytes and chain link."""
-
-    seq: int
-    payload: bytes
-    hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,23 +119,6 @@ def stale(execution_id: str, expected: int, actual: int) -> ConflictError:
     )
 
 
-def chain_rows(
-    hasher: Hasher,
-    execution_id: str,
-    previous: bytes | None,
-    first_seq: int,
-    payloads: Sequence[bytes],
-) -> list[Row]:
-    """Link new payloads onto a chain whose last link is `previous`."""
-    link = hasher.genesis(execution_id) if previous is None else previous
-    digest = hasher.digest_function()
-    rows = []
-    for seq, payload in enumerate(payloads, start=first_seq):
-        link = digest(link + seq.to_bytes(8, "big") + payload)
-        rows.append(Row(seq, payload, link))
-    return rows
-
-
 #: The index state of an execution written through eventsourcing's generic
 #: recorder interface (its events are not the journal's, so not folded).
 GENERIC_STATE = "Recorded"
@@ -216,6 +192,21 @@ def plan_insert_stored(
         raise stale(execution_id, first - 1, head.seq)
     previous = head.hash if head is not None else None
     return chain_rows(hasher, execution_id, previous, first, [e.state for e in events])
+
+
+def generic_summary(
+    hasher: Hasher, execution_id: str, tenant_id: str, rows: Sequence[Row]
+) -> Summary:
+    """The index row of a new execution written through eventsourcing's
+    interface (its events are not folded: only owner, chain and head)."""
+    return Summary(
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+        state=GENERIC_STATE,
+        alg=hasher.alg,
+        head_seq=rows[-1].seq,
+        head_hash=rows[-1].hash,
+    )
 
 
 class Store(ABC):
@@ -443,18 +434,15 @@ class MemoryStore(Store):
                 )
                 planned.append((execution_id, existing, rows, events))
             for execution_id, existing, rows, events in planned:
-                summary = (
-                    existing.summary
-                    if existing
-                    else Summary(
-                        execution_id=execution_id,
-                        tenant_id=tenant_id,
-                        state=GENERIC_STATE,
+                if existing is None:
+                    summary = generic_summary(
+                        self.hasher, execution_id, tenant_id, rows
                     )
-                )
-                summary = replace(
-                    summary, head_seq=rows[-1].seq, head_hash=rows[-1].hash
-                )
+                else:
+                    last = rows[-1]
+                    summary = replace(
+                        existing.summary, head_seq=last.seq, head_hash=last.hash
+                    )
                 target = existing or _MemoryExecution(summary)
                 target.summary = summary
                 target.rows.extend(rows)

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 import journal
-from journal.chain import Hasher
+from journal.chain import Hasher, chain_rows
 from journal.errors import ChainIntegrityError
 from journal.packing import pack, unpack
-from journal.store import chain_rows
 from journal.urls import open_store, sqlite_path
 from tests.conftest import backend_url, new_tenant
 
