@@ -106,13 +106,9 @@ def list_filter(
     until: datetime | None,
     limit: int | None,
 ) -> Any:
-    """A `journal.ListFilter` (state names are matched case-insensitively)."""
-    from journal.model import ExecutionState
+    """A `journal.ListFilter` (`state` comes canonical from `StateParam`)."""
     from journal.store import ListFilter
 
-    if state is not None:
-        names = {s.value.lower(): s.value for s in ExecutionState}
-        state = names.get(state.lower(), state)
     return ListFilter(
         state=state, flow=flow_name, since=since, until=until, limit=limit
     )

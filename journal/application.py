@@ -8,7 +8,6 @@ start from a snapshot (a cache), `verify` and `history` never do.
 from __future__ import annotations
 
 import builtins
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,11 +29,11 @@ from journal.ids import (
     parse_tenant_id,
 )
 from journal.model import Execution, is_null
+from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 
 SNAPSHOT_EVERY = 10_000
-_CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
 _LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
 
 
@@ -243,11 +242,11 @@ class Journal:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
         payloads = [codec.encode(event) for event in new]
-        if _CONTROL_BYTE.search(b"".join(payloads)) is not None:
+        if CONTROL_BYTE.search(b"".join(payloads)) is not None:
             # Only a raw value handed in unchecked can do this (our encoder
             # escapes control characters); storage packing relies on it.
             pairs = zip(new, payloads, strict=True)
-            bad = next(e for e, p in pairs if _CONTROL_BYTE.search(p))
+            bad = next(e for e, p in pairs if CONTROL_BYTE.search(p))
             raise EventDecodeError(
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"

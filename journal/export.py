@@ -288,10 +288,9 @@ def import_blocks(journal_: Journal, blocks: list[Block], files: int) -> ImportR
     """Write verified blocks in one transaction (see `import_files`)."""
     histories = [to_history(block) for block in blocks]
     written = journal_.store.import_histories(histories)
-    for block in blocks:
-        document = block.schema_document
-        if block.header.schema_version and document is not None:
-            journal_.put_schema(block.header.schema_version, document)
+    # Each document was checked against its hash when its block was read.
+    for schema_hash, document in schema_lookup_for(blocks).items():
+        journal_.store.put_schema(schema_hash, document)
     ids = [h.summary.execution_id for h in histories]
     return ImportReport(written, [i for i in ids if i not in written], files)
 

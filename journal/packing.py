@@ -28,7 +28,8 @@ _DEFLATED = 0x01
 _RAW = 0x00
 _DEFLATE_FROM = 512
 _WBITS = -10  # raw DEFLATE, 1 KiB window: covers the whole dictionary
-_CONTROL = re.compile(rb"[\x00-\x1f]")
+#: A raw control byte: compact JSON never holds one (it escapes them).
+CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
 
 #: Token table v1: never edit or reorder (stored rows depend on it); extend
 #: only with new control bytes. Longer, more specific entries come first.
@@ -82,7 +83,7 @@ def pack(payload: bytes, *, json: bool = False) -> bytes:
         packed = compressor.compress(payload) + compressor.flush()
         if len(packed) + 1 < len(payload):
             return b"\x01" + packed
-    if not json and _CONTROL.search(payload) is not None:
+    if not json and CONTROL_BYTE.search(payload) is not None:
         return b"\x00" + payload
     for text, token in TOKENS_V1:
         payload = payload.replace(text, token)

@@ -51,6 +51,11 @@ _SUMMARY_COLUMNS = (
     "output, error, alg, head_seq, head_hash"
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "updated_at")
+_UPDATE_EXECUTION = (
+    "UPDATE journal_executions SET "
+    + ", ".join(f"{c.strip()} = ?" for c in _SUMMARY_COLUMNS.split(",")[2:])
+    + " WHERE exec_key = ?"
+)
 
 
 class SQLStore(Store):
@@ -130,13 +135,8 @@ class SQLStore(Store):
         return int(cur.fetchone()[0])
 
     def _update_execution(self, cur: Any, key: int, summary: Summary) -> None:
-        names = [c.strip() for c in _SUMMARY_COLUMNS.split(",")][2:]
-        params = self._summary_params(summary)[2:]
-        assignments = ", ".join(f"{name} = {self.P}" for name in names)
-        cur.execute(
-            f"UPDATE journal_executions SET {assignments} WHERE exec_key = {self.P}",
-            [*params, key],
-        )
+        params = self._summary_params(summary)[2:]  # not the id, not the tenant
+        cur.execute(self._q(_UPDATE_EXECUTION), [*params, key])
 
     def _insert_rows(
         self,

@@ -74,7 +74,6 @@ class ReplayRun:
         self.divergence: Divergence | None = None
         self.record_ended = False
         self.steps_checked = 0
-        self.position = {step_id: i for i, step_id in enumerate(self.order)}
         # A record that did not finish (still running, paused, waiting, or
         # cancelled between steps) is matched only as far as it goes.
         self.open_ended = recorded.state not in (
@@ -225,7 +224,7 @@ class ReplayRun:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> bytes | None:
-        index = self.position[attempt.id]
+        index = self.cursor - 1  # the attempt just matched or consumed
         self.stack.append(attempt.id)
         try:
             produced = canonical(step.function(*args, **kwargs))
