@@ -6,9 +6,7 @@ measured now; nothing is a constant.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import msgspec
 
 import journal
 import replay
+from benchmarks._together import run_together
 from benchmarks.anchors._disk import settled_db_bytes
 from benchmarks.bench_flows import flow as bench_flow
 from journal import events as ev
@@ -200,26 +199,8 @@ def _writer(url: str, tenant: str, n_events: int, barrier: Any, out: Any) -> Non
 def concurrent_writers(url: str, writers: int, n_events: int) -> float:
     """Total single-event appends per second, `writers` processes, one
     execution each, all started together."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(writers)
-    out = ctx.Queue()
     tenant = f"tenant_bench{os.getpid()}"
-    procs = [
-        ctx.Process(target=_writer, args=(url, tenant, n_events, barrier, out))
-        for _ in range(writers)
-    ]
-    for proc in procs:
-        proc.start()
-    results = []
-    for _ in procs:
-        try:
-            results.append(out.get(timeout=300))
-        except queue.Empty:
-            for proc in procs:
-                proc.kill()
-            raise RuntimeError("a journal writer died or hung") from None
-    for proc in procs:
-        proc.join()
+    results = run_together(_writer, (url, tenant, n_events), writers)
     events = sum(count for count, _ in results)
     rate: float = events / max(seconds for _, seconds in results)
     return rate

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-__all__ = ["settled_db_bytes"]
+__all__ = ["bytes_added_per_item", "settled_db_bytes"]
 
 
 def settled_db_bytes(path: str | os.PathLike[str]) -> int:
@@ -25,3 +26,27 @@ def settled_db_bytes(path: str | os.PathLike[str]) -> int:
             if p.exists():
                 total += p.stat().st_size
     return total
+
+
+def bytes_added_per_item(
+    path: str | os.PathLike[str],
+    items: int,
+    fill: Callable[[str | os.PathLike[str]], object],
+    create_empty: Callable[[Path], object],
+) -> float:
+    """On-disk bytes each of `items` adds to a fresh database at `path`.
+
+    `fill` writes the items into `path` (which must not exist yet);
+    `create_empty` makes an empty database of the same schema, whose size is
+    subtracted.
+    """
+    import tempfile
+
+    if Path(os.fspath(path)).exists():
+        raise FileExistsError(f"{path} exists; the measure needs a fresh file")
+    fill(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.db"
+        create_empty(empty)
+        baseline = settled_db_bytes(empty)
+    return (settled_db_bytes(path) - baseline) / items

@@ -18,8 +18,6 @@ Why it is a fair anchor
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import time
 from typing import Any
 from urllib.parse import urlparse
@@ -74,25 +72,9 @@ def _writer(url: str, n_events: int, barrier: Any, out: Any) -> None:
 
 def concurrent_writers(url: str, writers: int, n_events: int) -> float:
     """Events per second over all writers (each on its own aggregate)."""
+    from benchmarks._together import run_together
+
     _prepare_schema(url)
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(writers)
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_writer, args=(url, n_events, barrier, out))
-        for _ in range(writers)
-    ]
-    for proc in procs:
-        proc.start()
-    seconds = []
-    for _ in procs:
-        try:
-            seconds.append(out.get(timeout=300))
-        except queue.Empty:
-            for proc in procs:
-                proc.kill()
-            raise RuntimeError("an eventsourcing writer died or hung") from None
-    for proc in procs:
-        proc.join()
+    seconds = run_together(_writer, (url, n_events), writers)
     rate: float = writers * n_events / max(seconds)
     return rate

@@ -38,7 +38,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -253,15 +252,11 @@ def bytes_per_event(path: str | os.PathLike[str], n_events: int) -> float:
     ``path`` must not exist yet. The empty-schema size (measured on a temporary
     file) is subtracted, so the figure is what each event adds.
     """
-    import tempfile
+    from ._disk import bytes_added_per_item
 
-    from ._disk import settled_db_bytes
-
-    if Path(os.fspath(path)).exists():
-        raise FileExistsError(f"{path} exists; bytes_per_event needs a fresh file")
-    prepare(path, n_events)
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.db"
-        _connect(empty).close()
-        baseline = settled_db_bytes(empty)
-    return (settled_db_bytes(path) - baseline) / n_events
+    return bytes_added_per_item(
+        path,
+        n_events,
+        lambda p: prepare(p, n_events),
+        lambda empty: _connect(empty).close(),
+    )
