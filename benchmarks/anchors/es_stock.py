@@ -42,7 +42,6 @@ __all__ = [
     "append_batched",
     "append_single",
     "bytes_per_event",
-    "db_bytes",
     "prepare",
     "repository_get",
     "select_events",
@@ -200,13 +199,6 @@ def append_batched(path: str | os.PathLike[str], n_events: int) -> float:
     finally:
         app.close()
     return elapsed
-
-
-def db_bytes(path: str | os.PathLike[str]) -> int:
-    """Database plus WAL bytes after a truncating WAL checkpoint (no ``-shm``)."""
-    from ._disk import settled_db_bytes
-
-    return settled_db_bytes(path)
 
 
 def bytes_per_event(path: str | os.PathLike[str], n_events: int) -> float:

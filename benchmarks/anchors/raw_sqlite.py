@@ -46,7 +46,6 @@ __all__ = [
     "append_batched",
     "append_single",
     "bytes_per_event",
-    "db_bytes",
     "genesis",
     "prepare",
     "read_verify_fold",
@@ -237,13 +236,6 @@ def read_state(
         return _read_verify_fold(conn, exec_id)
     finally:
         conn.close()
-
-
-def db_bytes(path: str | os.PathLike[str]) -> int:
-    """Database plus WAL bytes after a truncating WAL checkpoint (no ``-shm``)."""
-    from ._disk import settled_db_bytes
-
-    return settled_db_bytes(path)
 
 
 def bytes_per_event(path: str | os.PathLike[str], n_events: int) -> float:
