@@ -1,4 +1,7 @@
-"""SQL backends: the shared row layout and transactions, SQLite and PostgreSQL.
+"""SQL backends: the shared row layout and statements.
+
+One module per backend holds its dialect, DDL and connection handling:
+`journal.sqlite_store` (the embedded default) and `journal.postgres_store`.
 
 Row layout (chosen for DESIGN.md §11's storage and read targets):
 
@@ -20,17 +23,14 @@ notification ids we do not need).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from journal.chain import Hasher
-from journal.errors import ConflictError, StoreError
+from journal.errors import ConflictError
 from journal.packing import pack, unpack
 from journal.store import (
     Head,
@@ -393,227 +393,6 @@ class SQLStore(Store):
         return [(seq, topic, unpack(_blob(data))) for seq, topic, data in fetched]
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal_executions (
-    exec_key INTEGER PRIMARY KEY,
-    execution_id TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    flow TEXT,
-    parent_id TEXT,
-    schema_version TEXT,
-    created_at TEXT,
-    started_at TEXT,
-    ended_at TEXT,
-    updated_at TEXT,
-    step_count INTEGER NOT NULL DEFAULT 0,
-    failed_steps INTEGER NOT NULL DEFAULT 0,
-    output BLOB,
-    error BLOB,
-    alg TEXT NOT NULL,
-    head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_executions_by_time
-    ON journal_executions (tenant_id, created_at);
-CREATE INDEX IF NOT EXISTS journal_executions_by_state
-    ON journal_executions (tenant_id, state, created_at);
-CREATE INDEX IF NOT EXISTS journal_executions_by_flow
-    ON journal_executions (tenant_id, flow, created_at);
-CREATE TABLE IF NOT EXISTS journal_events (
-    exec_key INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    topic TEXT,
-    payload BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (exec_key, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal_snapshots (
-    exec_key INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    state BLOB NOT NULL,
-    PRIMARY KEY (exec_key, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal_schemas (
-    schema_hash TEXT PRIMARY KEY,
-    document BLOB NOT NULL
-);
-"""
-
-
-class SQLiteStore(SQLStore):
-    """The embedded default: one SQLite file in WAL mode, durable appends.
-
-    ``synchronous=FULL``: an append has reached the disk before it returns.
-    Writers across processes serialise on ``BEGIN IMMEDIATE`` (with a busy
-    timeout), then re-check the head, so a stale writer gets ConflictError.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        create: bool = True,
-        hasher: Hasher | None = None,
-        url: str | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.url = url or f"sqlite:///{self.path}"
-        self.hasher = hasher or Hasher.from_env()
-        self._lock = threading.RLock()
-        if not create and not self.path.exists():
-            raise StoreError(f"no journal at {self.path} (nothing was created)")
-        if create and self.path.parent and not self.path.parent.exists():
-            raise StoreError(
-                f"cannot create {self.path}: no directory {self.path.parent}"
-            )
-        try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
-            )
-            self._conn.execute("PRAGMA busy_timeout = 60000")
-            if create:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            if create:
-                self._conn.executescript(_SQLITE_SCHEMA)
-            else:
-                self._require_tables()
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open journal {self.path}: {e}") from e
-
-    def _require_tables(self) -> None:
-        found = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_events'"
-        ).fetchone()
-        if not found or found[0] == 0:
-            raise StoreError(f"{self.path} is not a journal (no journal tables)")
-
-    def _time_in(self, value: datetime | None) -> Any:
-        # Times are stored and compared as text: normalise aware times to UTC
-        # so that text order is time order whatever zone a caller used.
-        if value is None:
-            return None
-        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
-
-    def _time_out(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Any]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException as error:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(error, sqlite3.IntegrityError):
-                    raise ConflictError(f"conflicting write: {error}") from error
-                if isinstance(error, sqlite3.DatabaseError):
-                    raise StoreError(f"{self.path}: {error}") from error
-                raise
-            finally:
-                cur.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-_POSTGRES_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS journal_executions (
-    exec_key BIGSERIAL PRIMARY KEY,
-    execution_id TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    flow TEXT,
-    parent_id TEXT,
-    schema_version TEXT,
-    created_at TIMESTAMPTZ,
-    started_at TIMESTAMPTZ,
-    ended_at TIMESTAMPTZ,
-    updated_at TIMESTAMPTZ,
-    step_count INTEGER NOT NULL DEFAULT 0,
-    failed_steps INTEGER NOT NULL DEFAULT 0,
-    output BYTEA,
-    error BYTEA,
-    alg TEXT NOT NULL,
-    head_seq BIGINT NOT NULL,
-    head_hash BYTEA NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_time "
-    "ON journal_executions (tenant_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_state "
-    "ON journal_executions (tenant_id, state, created_at)",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_flow "
-    "ON journal_executions (tenant_id, flow, created_at)",
-    """CREATE TABLE IF NOT EXISTS journal_events (
-    exec_key BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    topic TEXT,
-    payload BYTEA NOT NULL,
-    hash BYTEA NOT NULL,
-    PRIMARY KEY (exec_key, seq))""",
-    """CREATE TABLE IF NOT EXISTS journal_snapshots (
-    exec_key BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    state BYTEA NOT NULL,
-    PRIMARY KEY (exec_key, seq))""",
-    """CREATE TABLE IF NOT EXISTS journal_schemas (
-    schema_hash TEXT PRIMARY KEY,
-    document BYTEA NOT NULL)""",
-]
-_SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
-
-
-class PostgresStore(SQLStore):
-    """The server for teams: many processes and machines append concurrently."""
-
-    P = "%s"
-    LOCK_ROW = " FOR UPDATE"
-
-    def __init__(
-        self, url: str, *, create: bool = True, hasher: Hasher | None = None
-    ) -> None:
-        import psycopg  # lazily: SQLite users never pay for it
-
-        self._psycopg = psycopg
-        self.url = url
-        self.hasher = hasher or Hasher.from_env()
-        self._lock = threading.RLock()
-        try:
-            self._conn = psycopg.connect(url, connect_timeout=10)
-        except psycopg.Error as e:
-            raise StoreError(f"cannot reach PostgreSQL at {_redact(url)}: {e}") from e
-        with self._transaction(write=True) as cur:
-            if create:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                for statement in _POSTGRES_SCHEMA:
-                    cur.execute(statement)
-            else:
-                cur.execute("SELECT to_regclass('journal_events') IS NOT NULL")
-                if not cur.fetchone()[0]:
-                    raise StoreError(f"{_redact(url)} holds no journal tables")
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Any]:
-        psycopg = self._psycopg
-        with self._lock:
-            try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield cur
-            except psycopg.errors.UniqueViolation as e:
-                raise ConflictError(f"conflicting write: {e}") from e
-            except psycopg.Error as e:
-                raise StoreError(f"PostgreSQL error: {e}") from e
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
 def _blob(value: Any) -> bytes:
     """Stored bytes as bytes, even after someone wrote TEXT into the column
     (SQL's ``replace()`` does): the chain check then reports the row."""
@@ -622,7 +401,7 @@ def _blob(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a URL before printing it."""
     head, sep, rest = url.partition("://")
     if "@" not in rest:

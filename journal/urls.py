@@ -35,7 +35,7 @@ def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -
     ``create=False`` a missing SQLite file is an error and nothing is created.
     """
     if url.startswith(("postgresql://", "postgres://")):
-        from journal.sqlstore import PostgresStore
+        from journal.postgres_store import PostgresStore
 
         return PostgresStore(url, create=create, hasher=hasher)
     if url.startswith("memory://"):
@@ -54,6 +54,6 @@ def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -
             f"unsupported journal URL {url!r}: use sqlite:///file.db, "
             "postgresql://… or memory://"
         )
-    from journal.sqlstore import SQLiteStore
+    from journal.sqlite_store import SQLiteStore
 
     return SQLiteStore(path, create=create, hasher=hasher, url=url)

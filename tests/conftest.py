@@ -2,10 +2,11 @@
 
 PostgreSQL is the real server at ``JOURNAL_TEST_POSTGRES_URL`` (never a
 mock). When it is unreachable its tests are skipped locally, but with
-``CI=true`` they fail: CI must run every backend. Tests on PostgreSQL share
-its tables with one another (and with concurrent runs), so each test works
-only on executions it created, under a tenant of its own, and never drops or
-truncates a table.
+``CI=true`` they fail: CI must run every backend. Each test session works in
+a fresh PostgreSQL schema of its own (``search_path`` set through the URL's
+``options``, so subprocesses given the URL land there too), dropped when the
+session ends: concurrent runs never meet, and no test cleans up by DELETE.
+Within a session, tests still use tenants of their own.
 """
 
 from __future__ import annotations
@@ -43,26 +44,51 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
 
 
-def postgres_url() -> str:
-    """The PostgreSQL server the tests use."""
+def server_url() -> str:
+    """The PostgreSQL server the tests use (its default schema)."""
     return os.environ.get("JOURNAL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+#: This session's own schema on the server, created on first use.
+SESSION_SCHEMA = f"jt_{secrets.token_hex(6)}"
+
+
+def in_schema(url: str, schema: str) -> str:
+    """`url` with libpq's ``options`` setting ``search_path`` to `schema`."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+def postgres_url() -> str:
+    """A URL of this session's fresh schema on the test server."""
+    return in_schema(server_url(), SESSION_SCHEMA)
 
 
 _postgres_problem: list[str | None] = []
 
 
 def _probe_postgres() -> str | None:
-    """None if PostgreSQL answers, else why not (probed once per session)."""
+    """None if PostgreSQL answers, else why not (probed once per session).
+    The first successful probe creates this session's schema."""
     if not _postgres_problem:
         import psycopg
 
         try:
-            with psycopg.connect(postgres_url(), connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
+            with psycopg.connect(server_url(), connect_timeout=5) as conn:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SESSION_SCHEMA}")
             _postgres_problem.append(None)
         except psycopg.Error as e:
             _postgres_problem.append(f"{type(e).__name__}: {' '.join(str(e).split())}")
     return _postgres_problem[0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this session's schema, if it was created."""
+    if _postgres_problem == [None]:
+        import psycopg
+
+        with psycopg.connect(server_url(), connect_timeout=5) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {SESSION_SCHEMA} CASCADE")
 
 
 def require_postgres() -> str:
@@ -115,7 +141,7 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path) -> str:
-    """A URL of a fresh store (PostgreSQL: the shared test database)."""
+    """A URL of a fresh store (PostgreSQL: this session's schema)."""
     return backend_url(backend, tmp_path)
 
 
