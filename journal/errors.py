@@ -27,12 +27,40 @@ class InvalidTransitionError(JournalError):
     """A command or event is not allowed in the execution's current state."""
 
 
+class StateNotAllowedError(InvalidTransitionError):
+    """A command the execution's state does not allow (for example resuming
+    a completed execution)."""
+
+    exit_code = 8
+
+
 class FlowDefinitionError(JournalError, TypeError):
     """Flow code is wired wrongly (e.g. calls into a flow it does not declare)."""
 
 
 class StoreError(JournalError):
     """The store is missing, unreachable or unusable."""
+
+
+class StoreBusyError(StoreError):
+    """A lock wait or statement timed out: the store is busy (try again)."""
+
+    exit_code = 12
+
+
+class ApprovalRefusedError(JournalError):
+    """An approval or input was refused: wrong digest, after the wait's
+    timeout, no approver where one is required, or a bad signature."""
+
+    exit_code = 9
+
+
+class SigningKeyError(JournalError):
+    """The signing key a command needs is not available (not in the keyring,
+    missing, malformed), or an unsigned write into a signed store was refused.
+    Never carries key bytes."""
+
+    exit_code = 10
 
 
 class ImportFormatError(JournalError, ValueError):
@@ -63,6 +91,12 @@ class ConflictError(JournalError):
     """
 
     exit_code = 7
+
+
+class LeaseLostError(ConflictError):
+    """This process no longer holds the execution's lease (another took it)."""
+
+    exit_code = 11
 
 
 class ChainIntegrityError(JournalError):
