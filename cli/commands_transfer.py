@@ -1,4 +1,4 @@
-"""``export`` and ``import``: the JSONL format of DESIGN.md §10."""
+"""``export`` and ``import``: the JSONL format of docs/design.md §9."""
 
 from __future__ import annotations
 
