@@ -9,6 +9,7 @@ from typing import Any
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import SQLStore, redact_url
 
 _POSTGRES_SCHEMA = [
@@ -52,6 +53,7 @@ _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_schemas (
     schema_hash TEXT PRIMARY KEY,
     document BYTEA NOT NULL)""",
+    LEASES_DDL,
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 

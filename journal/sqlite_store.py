@@ -12,6 +12,7 @@ from typing import Any
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import SQLStore
 
 _SQLITE_SCHEMA = """
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS journal_schemas (
     document BLOB NOT NULL
 );
 """
+_SQLITE_SCHEMA += LEASES_DDL + ";\n"
 
 
 class SQLiteStore(SQLStore):
