@@ -88,6 +88,10 @@ class PostgresStore(SQLStore):
                 cur.execute("SELECT to_regclass('journal_events') IS NOT NULL")
                 if not cur.fetchone()[0]:
                     raise StoreError(f"{redact_url(url)} holds no journal tables")
+                cur.execute("SELECT to_regclass('journal_leases') IS NOT NULL")
+                if not cur.fetchone()[0]:  # written before leases existed
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                    cur.execute(LEASES_DDL)
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
