@@ -72,9 +72,7 @@ def cancel(
 
     Returns every execution cancelled, the one named first.
     """
-    cancelled = [
-        _command(journal_, execution_id, "cancel", lambda h: h.cancel(reason))
-    ]
+    cancelled = [_command(journal_, execution_id, "cancel", lambda h: h.cancel(reason))]
     if cascade:
         cancelled += _cancel_children(journal_, execution_id, reason)
     return cancelled

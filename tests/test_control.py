@@ -21,7 +21,7 @@ from tests.flows_helpers import NO_RETRY
 pytest_plugins = ["tests.cli_fixtures"]
 
 
-def two_step_flow(during_first: Callable[[str], None]) -> tuple[Flow, list[str]]:
+def two_step_flow(during_first: Callable[[str], object]) -> tuple[Flow, list[str]]:
     """A flow whose first step calls `during_first(execution_id)` mid-step."""
     flow = Flow("operated")
     effects: list[str] = []
