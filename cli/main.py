@@ -113,6 +113,7 @@ def cli() -> None:
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_control,
         commands_demo,
         commands_read,
         commands_replay,
@@ -125,6 +126,7 @@ def _register() -> None:
         commands_read,
         commands_transfer,
         commands_compare,
+        commands_control,
     ):
         module.register(cli)
 

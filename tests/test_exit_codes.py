@@ -61,12 +61,12 @@ ROWS: dict[int, tuple[str, ...]] = {
         "test_row_6_a_header_count_that_does_not_match_the_next_block_exits_6",
     ),
     7: ("test_row_7_an_import_of_a_different_history_exits_7",),
+    8: ("test_row_8_a_command_the_state_does_not_allow_exits_8",),
     130: ("test_row_130_an_interrupt_exits_130",),
 }
 
 #: code -> the work that adds it (and its test here).
 PENDING: dict[int, str] = {
-    8: "state does not allow the command (continuation work)",
     9: "approval refused (continuation work)",
     10: "signing key not available (integrity work)",
     11: "lease lost (continuation work)",
@@ -282,6 +282,14 @@ def test_row_7_an_import_of_a_different_history_exits_7(
     result = run_script("import", "a.jsonl", "--db", other)
     assert result.returncode == 7
     _one_error_line(result, execution_id)
+
+
+def test_row_8_a_command_the_state_does_not_allow_exits_8(
+    run_script: Run, db: str, refund: str
+) -> None:
+    result = run_script("pause", refund, "--db", db)
+    assert result.returncode == 8
+    _one_error_line(result, refund, "Completed")
 
 
 def test_row_130_an_interrupt_exits_130(workdir: Path) -> None:
