@@ -37,6 +37,13 @@ _STRUCTURE = frozenset(
     | {"properties", "anyOf", "enum", "recursive"}
 )
 _LONGEST = 72
+#: Options that are either there (true) or not.
+_FLAGS = frozenset({"array_like", "forbid_unknown_fields", "omit_defaults"})
+#: Options whose removal accepts every value accepted before (a loosening).
+_LOOSENING = frozenset(
+    {"gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length"}
+    | {"tz", "forbid_unknown_fields"}
+)
 
 
 @dataclass(frozen=True)
@@ -282,20 +289,24 @@ def _diff_options(
     changes: list[Change],
 ) -> None:
     """Constraints, Struct options, tags, custom class names."""
+    old, new = _flat_tag(old), _flat_tag(new)
     for key in sorted((old.keys() | new.keys()) - _STRUCTURE):
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
         if key not in old:
-            what = f"{key} added" if b is True else f"{key} {show(b)} added"
+            what = f"{key} added" if key in _FLAGS else f"{key} {show(b)} added"
         elif key not in new:
-            what = f"{key} removed" if a is True else f"{key} {show(a)} removed"
+            what = f"{key} removed" if key in _FLAGS else f"{key} {show(a)} removed"
         else:
             what = f"{key} {show(a)} -> {show(b)}"
-        loosened = key not in new and key not in (
-            "tag",
-            "class",
-            "array_like",
-            "omit_defaults",
-        )
+        loosened = key not in new and key in _LOOSENING
         changes.append(Change(where, what, path, alters_values=not loosened))
+
+
+def _flat_tag(described: dict[str, Any]) -> dict[str, Any]:
+    """``tag: {field, value}`` as two options, ``tag`` and ``tag_field``."""
+    tag = described.get("tag")
+    if not isinstance(tag, dict):
+        return described
+    return {**described, "tag": tag.get("value"), "tag_field": tag.get("field")}
