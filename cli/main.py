@@ -53,13 +53,15 @@ def cli() -> None:
 
     Global options may come before or after the command. Exit codes: 0 ok,
     1 error, 2 usage, 3 not found, 4 schema mismatch, 5 diverged,
-    6 integrity, 7 conflict.
+    6 integrity, 7 conflict, 8 state does not allow it, 9 approval refused,
+    10 signing key, 11 lease lost, 12 store busy, 130 interrupted.
     """
 
 
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_control,
         commands_demo,
         commands_read,
         commands_replay,
@@ -72,6 +74,7 @@ def _register() -> None:
         commands_read,
         commands_transfer,
         commands_compare,
+        commands_control,
     ):
         module.register(cli)
 

@@ -31,7 +31,9 @@ from datetime import datetime
 from typing import Any
 
 from journal.errors import ConflictError
+from journal.leases import Lease
 from journal.packing import pack, unpack
+from journal.sql_leases import SQLLeases
 from journal.store import (
     Head,
     History,
@@ -58,7 +60,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(Store):
+class SQLStore(SQLLeases, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder
@@ -177,8 +179,11 @@ class SQLStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         with self._transaction(write=True) as cur:
+            self._check_fence(cur, lease)
             found = self._head(cur, summary.execution_id)
             head = None if found is None else found[1]
             rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)
