@@ -29,6 +29,7 @@ from journal.ids import (
     parse_execution_id,
     parse_tenant_id,
 )
+from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
 from journal.model import Execution
 from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
@@ -105,6 +106,8 @@ class Journal:
         self.tenant_id: TenantId = parse_tenant_id(tenant)
         self.snapshot_every = snapshot_every
         self._stored_schemas: dict[str, bytes] = {}  # written by this journal
+        #: How often a run's heartbeat renews its lease (seconds).
+        self.heartbeat_every_s = HEARTBEAT_EVERY_S
 
     def __enter__(self) -> Journal:
         return self
@@ -224,10 +227,13 @@ class Journal:
         after: Execution,
         new: Sequence[ev.Event],
         *,
+        lease: Lease | None = None,
         origin: ChainPoint | None = None,
     ) -> Summary:
         """Append `new` after seq `expected`; `after` is the state they lead to
-        (the caller folded them, which checked every transition).
+        (the caller folded them, which checked every transition). With a
+        `lease`, the store refuses the append (`LeaseLostError`) unless the
+        lease is still the execution's current one.
 
         At ``expected == 0`` the chain's v2 genesis is made here: it binds
         the tenant, id, flow, the parent's current head (for a child) and
@@ -249,7 +255,7 @@ class Journal:
         summary = summarize(after)
         if expected == 0:
             summary = replace(summary, genesis=self.genesis_for(summary, origin))
-        written = self.store.append(summary, expected, payloads)
+        written = self.store.append(summary, expected, payloads, lease=lease)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self.save_snapshot(after, written.head_hash)
         return written
@@ -304,6 +310,28 @@ class Journal:
 
     def get_schema(self, schema_hash: str) -> bytes | None:
         return self.store.get_schema(schema_hash)
+
+    def events_after(self, execution_id: str, seq: int) -> builtins.list[ev.AnyEvent]:
+        """The decoded events after `seq` (not verified: for a writer that
+        already holds the history up to `seq` and was told it moved on)."""
+        rows = self.store.load_rows(
+            parse_execution_id(execution_id), self.tenant_id, seq
+        )
+        return decode_rows(execution_id, rows)
+
+    # --- leases (operational, outside the chain: see journal.leases) -------
+
+    def acquire_lease(
+        self, execution_id: str, *, stale_after_s: float = STALE_AFTER_S
+    ) -> Lease | None:
+        """Take an execution's lease for this process, if no live holder
+        has it (one not renewed for `stale_after_s` is taken over)."""
+        return self.store.acquire_lease(
+            parse_execution_id(execution_id),
+            self.tenant_id,
+            new_owner(),
+            int(stale_after_s * 1000),
+        )
 
     # --- commands (see journal.commands) ---------------------------------
 

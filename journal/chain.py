@@ -1,4 +1,4 @@
-"""The per-execution hash chain (byte rules in docs/design.md, "Chain v2").
+"""The per-execution hash chain (byte rules in docs/design.md §5).
 
 Chain v2 (every new execution)::
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from journal.errors import ConflictError, StoreError
 from journal.keys import Keyring
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
 
 _POSTGRES_SCHEMA = [
@@ -55,12 +56,14 @@ _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_schemas (
     schema_hash TEXT PRIMARY KEY,
     document BYTEA NOT NULL)""",
+    LEASES_DDL,
 ]
 # What `journal migrate` adds to a first-round store, and `init` to a new one.
 _POSTGRES_V2 = [
     "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS genesis BYTEA",
     "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS key_id TEXT",
     "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS head_mac BYTEA",
+    LEASES_DDL,  # operational (recovery), outside the chain
     """CREATE TABLE IF NOT EXISTS journal_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL)""",

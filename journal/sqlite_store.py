@@ -12,6 +12,7 @@ from typing import Any
 
 from journal.errors import ConflictError, StoreError
 from journal.keys import Keyring
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import LAYOUT, SQLStore
 
 _SQLITE_SCHEMA = """
@@ -63,8 +64,10 @@ CREATE TABLE IF NOT EXISTS journal_schemas (
     document BLOB NOT NULL
 );
 """
-# What `journal migrate` adds to a first-round store, and `init` to a new one.
-_SQLITE_V2 = """
+# What `journal migrate` adds to a first-round store, and `init` to a new one
+# (journal_leases: operational data for recovery, outside the chain).
+_SQLITE_V2 = f"""
+{LEASES_DDL};
 CREATE TABLE IF NOT EXISTS journal_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

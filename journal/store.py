@@ -44,6 +44,7 @@ from journal.chain import (
 from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError, SigningKeyError
 from journal.keys import SIGNING_KEY_ENV, Keyring
+from journal.leases import Lease, LeaseStore, MemoryLeases
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,7 @@ def advanced(
     return sign(moved, keyring, signed_by=summary.key_id, store_signed=store_signed)
 
 
-class Store(ABC):
+class Store(LeaseStore, ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
@@ -344,13 +345,17 @@ class Store(ABC):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         """Append payloads after `expected_seq`; return the new index row.
 
         `summary` describes the execution after these events; its head fields
         are filled in by the store. Raises `ConflictError` when the head is
         no longer `expected_seq` (or, at 0, when the id exists), and
-        `ExecutionNotFoundError` when the id belongs to another tenant.
+        `ExecutionNotFoundError` when the id belongs to another tenant. With
+        a `lease`, raises `LeaseLostError` (checked first) unless its token
+        is still the execution's current one.
         """
 
     @abstractmethod
@@ -408,7 +413,7 @@ class Store(ABC):
         is written.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional: not every store holds any
+    def close(self) -> None:
         """Release connections."""
 
     def migrate(self) -> int:
@@ -446,10 +451,11 @@ class _MemoryExecution:
     snapshots: dict[int, bytes] = field(default_factory=dict)
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryLeases, Store):
     """A store in this process's memory: for tests and examples."""
 
     def __init__(self, url: str = "memory://", keyring: Keyring | None = None) -> None:
+        MemoryLeases.__init__(self)
         self.url = url
         self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
@@ -466,8 +472,11 @@ class MemoryStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         with self._lock:
+            self._fence(lease)
             existing = self._executions.get(summary.execution_id)
             head = None if existing is None else _head_of(existing.summary)
             rows, new = plan_append(
