@@ -5,8 +5,9 @@ finishes: the *scope* it was made in plus its ordinal there. The entry's
 own task is the root scope (``""``); a step's body is the scope named by
 the step's call; a task or thread job spawned inside a run is a scope of
 its own, ``<spawner's scope>.t<n>`` with ``n`` the spawn ordinal. Calls are
-``<scope>.<k>`` (``3``, ``3.0``, ``t1.0``), a retry's attempt ``<call>r<n>``,
-recorded helper values ``<scope>.v<k>``. Identities made in the root or a
+``<scope>.<k>`` (``3``, ``3.0``, ``t1.0``); the attempts of a retried call
+share its identity and its body scope; recorded helper values are
+``<scope>.v<k>``. Identities made in the root or a
 step body follow from the record's order and are not stored; those made in
 a spawned scope are stored on the event (``call``). See docs/design.md.
 """
@@ -117,7 +118,7 @@ class Frame:
         self.values += 1
         return value
 
-    def body(self, call: str, step_id: StepId) -> Frame:
+    def body(self, call: str, step_id: StepId | None) -> Frame:
         """The scope of a step's body (it runs in the caller's task)."""
         return Frame(self.run, call, step_id, False, self.owner)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,18 @@ import msgspec
 from journal.context import Frame, current_frame, enter, mark_active, owner_now
 from journal.context import spawned_context as spawned_context
 from journal.divergence import Divergence, value_view
-from journal.errors import FlowDefinitionError, JournalError, NondeterminismError
+from journal.errors import (
+    ConflictError,
+    FlowDefinitionError,
+    InvalidTransitionError,
+    JournalError,
+    NondeterminismError,
+)
 from journal.failures import StepError, error_from, same_error
+from journal.ids import new_execution_id
+from journal.leases import Heartbeat
 from journal.model import Execution, ExecutionError, ExecutionState, ParentLink
-from journal.runtime import Run, Stop
+from journal.runtime import STOPPED_BY_OPERATOR, Halt, Run, Stop
 from journal.schema import canonical
 
 if TYPE_CHECKING:
@@ -41,6 +50,7 @@ class Outcome:
     output: bytes | None = None
     failure: BaseException | None = None
     stopped: bool = False
+    halted: bool = False
 
 
 def is_async(flow: Flow) -> bool:
@@ -63,6 +73,8 @@ def drive(run: Run, kwargs: dict[str, Any]) -> Outcome:
         return Outcome(output=canonical(entry(**kwargs)))
     except Stop:
         return Outcome(stopped=True)
+    except Halt:
+        return Outcome(halted=True)
     except Exception as exc:
         return Outcome(failure=exc)
     finally:
@@ -83,19 +95,24 @@ async def drive_async(run: Run, kwargs: dict[str, Any]) -> Outcome:
         return Outcome(output=canonical(await entry(**kwargs)))
     except Stop:
         return Outcome(stopped=True)
+    except Halt:
+        return Outcome(halted=True)
     except Exception as exc:
-        return Outcome(failure=_unwrap_stop(exc))
+        return _unwrap_signal(exc)
     finally:
         run.finished = True
         mark_active(flows, -1)
         undo()
 
 
-def _unwrap_stop(exc: Exception) -> BaseException:
-    """A `Stop` raised in a task of a TaskGroup arrives in a group."""
-    if isinstance(exc, BaseExceptionGroup) and exc.subgroup(Stop) is not None:
-        return Stop()
-    return exc
+def _unwrap_signal(exc: Exception) -> Outcome:
+    """A `Stop` or `Halt` raised in a task of a TaskGroup arrives in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        if exc.subgroup(Stop) is not None:
+            return Outcome(stopped=True)
+        if exc.subgroup(Halt) is not None:
+            return Outcome(halted=True)
+    return Outcome(failure=exc)
 
 
 class _SpawningFactory:
@@ -133,25 +150,39 @@ def _entry_kwargs(flow: Flow, payload: bytes) -> dict[str, Any]:
 # --- live -----------------------------------------------------------------
 
 
-def _begin_live(
+@contextmanager
+def _new_execution(
     flow: Flow,
     journal_: Journal,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None,
-) -> tuple[ExecutionHandle, bytes]:
+) -> Iterator[tuple[ExecutionHandle, bytes]]:
+    """Create and start a new execution of `flow`, holding its lease
+    (renewed by a heartbeat thread) from before its first event to the end
+    of the block, so that its appends are fenced."""
     payload = flow.require_entry().encode_args(args, kwargs)
     document = canonical(flow.schema_document)
     schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
     journal_.put_schema(schema_version, document)
-    handle: ExecutionHandle = journal_.create(
-        flow=flow.name,
-        input=msgspec.Raw(payload),
-        parent=parent,
-        schema_version=schema_version,
-    )
-    handle.start()
-    return handle, payload
+    execution_id = new_execution_id()
+    lease = journal_.acquire_lease(execution_id)
+    if lease is None:  # a fresh id: only a clash of generated ids can do this
+        raise ConflictError(f"{execution_id}: lease already held")
+    heartbeat = Heartbeat(journal_.store, lease, journal_.heartbeat_every_s).start()
+    try:
+        handle: ExecutionHandle = journal_.create(
+            flow=flow.name,
+            input=msgspec.Raw(payload),
+            parent=parent,
+            schema_version=schema_version,
+            execution_id=execution_id,
+            lease=lease,
+        )
+        handle.start()
+        yield handle, payload
+    finally:
+        heartbeat.stop()
 
 
 def record_live(
@@ -162,8 +193,8 @@ def record_live(
     parent: ParentLink | None = None,
 ) -> Execution:
     """Record a whole live run of a synchronous `flow`; see `Flow.run`."""
-    handle, payload = _begin_live(flow, journal_, args, kwargs, parent)
-    return continue_live(flow, handle, None, payload)
+    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+        return continue_live(flow, handle, None, payload)
 
 
 async def record_live_async(
@@ -174,8 +205,8 @@ async def record_live_async(
     parent: ParentLink | None = None,
 ) -> Execution:
     """Record a whole live run of an async `flow`; see `Flow.run_async`."""
-    handle, payload = _begin_live(flow, journal_, args, kwargs, parent)
-    return await continue_live_async(flow, handle, None, payload)
+    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+        return await continue_live_async(flow, handle, None, payload)
 
 
 def continue_live(
@@ -229,10 +260,16 @@ def _end_live(run: Run, handle: ExecutionHandle, outcome: Outcome) -> Execution:
         # nothing more is written (replay it first to get the report).
         reason = run.divergence.reason if run.divergence else "the record ended"
         raise NondeterminismError(f"{handle.id}: {reason}")
-    if failure is not None:
+    if outcome.halted:
+        pass  # an operator paused or cancelled it: that is its end for now
+    elif failure is not None:
         _end_with_failure(handle, failure)
     else:
-        handle.complete(msgspec.Raw(outcome.output or b"null"))
+        try:
+            handle.complete(msgspec.Raw(outcome.output or b"null"))
+        except InvalidTransitionError:
+            if handle.state.state not in STOPPED_BY_OPERATOR:
+                raise
     state: Execution = handle.state
     return state
 

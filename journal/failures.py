@@ -48,7 +48,7 @@ class StepError(Exception):
 
 
 def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
-    """The mapping from an exception to an error category.
+    """The mapping from an exception to an error category (docs/design.md §7).
 
     `StepError` keeps its own; `TimeoutError` is Timeout, `ConnectionError`
     NetworkError, `PermissionError` PolicyViolation, validation errors

@@ -269,15 +269,6 @@ class Matcher:
         assert self.index is not None
         return self.index.final_attempt(first)
 
-    @staticmethod
-    def numbered(call: str, attempt: int) -> str:
-        """The identity of attempt `attempt` of `call`."""
-        return call if attempt == 1 else f"{call}r{attempt}"
-
-    def attempt_call(self, call: str, attempt: Step) -> str:
-        assert self.index is not None
-        return self.index.call_of[attempt.id] if attempt.is_retry else call
-
     def answer_effect(self, attempt: Step) -> None:
         """An effect attempt is answered: what it did inside is consumed too."""
         self.opaque.add(attempt.id)

@@ -43,7 +43,7 @@ class RecordIndex:
     def of(cls, execution: Execution) -> RecordIndex:
         """Index `execution`'s started steps and recorded values."""
         index = cls(execution)
-        counters: dict[StepId | None, int] = {}
+        counters: dict[str, int] = {}
         scopes: list[str] = []  # the scope of each started step, in order
         for position, step_id in enumerate(execution.step_order):
             step = execution.steps[step_id]
@@ -59,19 +59,24 @@ class RecordIndex:
         index._index_values(scopes)
         return index
 
-    def _identity(self, step: Step, counters: dict[StepId | None, int]) -> str:
+    def _identity(self, step: Step, counters: dict[str, int]) -> str:
+        """A retry attempt shares its call's identity (and body scope)."""
         if step.is_retry and step.source is not None and step.source.triggered_by:
             original = StepId(step.source.triggered_by)
-            attempts = self.retries.setdefault(original, [])
-            attempts.append(step)
-            return f"{self.call_of.get(original, '?')}r{len(attempts) + 1}"
+            self.retries.setdefault(original, []).append(step)
+            return self.call_of.get(original, "?")
         if step.call is not None:
             return step.call
         parent = step.parent_step_id
-        ordinal = counters.get(parent, 0)
-        counters[parent] = ordinal + 1
         scope = self.call_of.get(parent, "") if parent is not None else ""
+        ordinal = counters.get(scope, 0)
+        counters[scope] = ordinal + 1
         return join(scope, str(ordinal))
+
+    def nested_calls(self, first: Step) -> int:
+        """How many calls the recorded attempts of a call made in its body."""
+        attempts = [first, *self.retries.get(first.id, ())]
+        return sum(len(self.children.get(a.id, ())) for a in attempts)
 
     def _index_values(self, scopes: list[str]) -> None:
         derived = 0

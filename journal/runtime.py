@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from journal.calls import call_key, current_step_key
 from journal.context import Frame, enter
-from journal.errors import FlowDefinitionError, JournalError
+from journal.errors import FlowDefinitionError, InvalidTransitionError, JournalError
 from journal.failures import StepError, error_from
 from journal.matching import Matcher, Stop
 from journal.model import (
@@ -35,6 +36,7 @@ from journal.model import (
     ErrorCategory,
     Execution,
     ExecutionError,
+    ExecutionState,
     ParentLink,
     ParentType,
     Step,
@@ -49,7 +51,16 @@ if TYPE_CHECKING:
     from journal.flow import Flow, StepDef, ValueUpcaster
     from journal.ids import StepId
 
-__all__ = ["Run", "Stop"]
+__all__ = ["Halt", "Run", "Stop"]
+
+
+class Halt(BaseException):
+    """Unwinds the entry when an operator paused or cancelled the execution
+    (a BaseException, so a flow's ``except Exception`` cannot hide it)."""
+
+
+#: States an operator's command leaves a running execution in.
+STOPPED_BY_OPERATOR = (ExecutionState.PAUSED, ExecutionState.CANCELLED)
 
 #: What a live child execution is run with (set by `journal.driving`).
 ChildRunner = Callable[..., Execution]
@@ -119,11 +130,18 @@ class Run(Matcher):
     @contextmanager
     def _write(self) -> Iterator[ExecutionHandle]:
         """Around a journal write: one writer at a time (threads), and a
-        failure remembered so no user ``except`` in the entry can hide it."""
+        failure remembered so no user ``except`` in the entry can hide it. A
+        write refused because an operator paused or cancelled the execution
+        halts the run cleanly instead."""
         assert self.handle is not None
         with self._lock:
             try:
                 yield self.handle
+            except InvalidTransitionError as e:
+                if self.handle.state.state in STOPPED_BY_OPERATOR:
+                    raise Halt from e
+                self.journal_failure = self.journal_failure or e
+                raise
             except JournalError as e:
                 self.journal_failure = self.journal_failure or e
                 raise
@@ -159,9 +177,10 @@ class Run(Matcher):
         if first is None:
             return self._live(frame, step, call, payload, args, kwargs)
         produced: bytes | None = None
+        body = frame.body(call, first.id)  # one scope for every attempt
         for attempt in self.attempts(first):
             if step.pure:
-                body = frame.body(self.attempt_call(call, attempt), attempt.id)
+                body.step = attempt.id
                 produced = self._pure_body(body, step, attempt, args, kwargs)
             else:
                 self.answer_effect(attempt)
@@ -250,6 +269,7 @@ class Run(Matcher):
         attempt whose retry had not started yet.
         """
         original, attempt, step_id = self.live_start(resume, after)
+        body = self._live_body(frame, call, after)
         while True:
             if step_id is None:
                 step_id = self._start_attempt(
@@ -257,7 +277,7 @@ class Run(Matcher):
                 )
             original = original or step_id
             started = time.perf_counter()
-            undo = enter(frame.body(self.numbered(call, attempt), step_id))
+            undo = self._enter_live_body(body, call, step_id)
             try:
                 output = canonical(step.function(*args, **kwargs))
             except Exception as exc:
@@ -286,9 +306,10 @@ class Run(Matcher):
         if first is None:
             return await self._live_async(frame, step, call, payload, args, kwargs)
         produced: bytes | None = None
+        body = frame.body(call, first.id)  # one scope for every attempt
         for attempt in self.attempts(first):
             if step.pure:
-                body = frame.body(self.attempt_call(call, attempt), attempt.id)
+                body.step = attempt.id
                 produced = await self._pure_body_async(
                     body, step, attempt, args, kwargs
                 )
@@ -341,6 +362,7 @@ class Run(Matcher):
         after: Step | None = None,
     ) -> Any:
         original, attempt, step_id = self.live_start(resume, after)
+        body = self._live_body(frame, call, after)
         while True:
             if step_id is None:
                 step_id = self._start_attempt(
@@ -348,7 +370,7 @@ class Run(Matcher):
                 )
             original = original or step_id
             started = time.perf_counter()
-            undo = enter(frame.body(self.numbered(call, attempt), step_id))
+            undo = self._enter_live_body(body, call, step_id)
             try:
                 output = canonical(await step.function(*args, **kwargs))
             except asyncio.CancelledError:
@@ -371,6 +393,31 @@ class Run(Matcher):
             return self._completed(step, step_id, output, started)
 
     _last_error: ExecutionError
+
+    def _live_body(self, frame: Frame, call: str, after: Step | None) -> Frame:
+        """The body scope of a live call (one for every attempt); going on
+        after recorded attempts, its ordinals continue after theirs."""
+        body = frame.body(call, None)
+        if after is not None and self.index is not None:
+            first = self.index.by_call.get(call)
+            body.calls = self.index.nested_calls(first) if first else 0
+        return body
+
+    def _enter_live_body(
+        self, body: Frame, call: str, step_id: StepId
+    ) -> Callable[[], None]:
+        """Enter a live attempt's body scope, with its `journal.step_key()`
+        (the call's: the same for every attempt and after a crash)."""
+        assert self.handle is not None
+        body.step = step_id
+        undo = enter(body)
+        key = current_step_key.set(call_key(self.handle.id, call))
+
+        def leave() -> None:
+            current_step_key.reset(key)
+            undo()
+
+        return leave
 
     def _failed(
         self,
