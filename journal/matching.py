@@ -24,7 +24,14 @@ from journal.divergence import Divergence, step_view, value_view
 from journal.errors import FlowDefinitionError
 from journal.failures import StepError, error_from, same_error
 from journal.ids import StepId
-from journal.model import Execution, ExecutionState, Step, StepState, is_null
+from journal.model import (
+    Execution,
+    ExecutionState,
+    RetryPolicy,
+    Step,
+    StepState,
+    is_null,
+)
 from journal.record import RecordIndex
 from journal.schema import canonical
 
@@ -285,6 +292,49 @@ class Matcher:
         except asyncio.CancelledError:
             self.turns.release(final.ended_seq)
             raise
+
+    def check_retries(self, step: StepDef, attempts: list[Step]) -> None:
+        """Today's retry policy must retry a failed attempt exactly when the
+        record did: a changed policy is a changed behaviour. A last failed
+        attempt whose retry an unfinished record lacks is where it ends."""
+        for number, attempt in enumerate(attempts, start=1):
+            if attempt.state is not StepState.FAILED or attempt.error is None:
+                continue
+            retried = number < len(attempts)
+            policy = step.policy_for(attempt.error)
+            if policy.should_retry(number) == retried:
+                continue
+            if not retried and self.open_ended:
+                if self.live:
+                    return  # the retry goes on live
+                raise self.end_of_record()
+            raise self._retry_differs(step, attempt, number, retried, policy)
+
+    def _retry_differs(
+        self,
+        step: StepDef,
+        attempt: Step,
+        number: int,
+        retried: bool,
+        policy: RetryPolicy,
+    ) -> Stop:
+        assert attempt.error is not None
+        would = "would not retry it" if retried else "would retry it"
+        return self.diverge(
+            Divergence(
+                index=self._position(attempt),
+                reason=f"{step.callable_id} attempt {number} failed "
+                f"({attempt.error.category.value}) and was "
+                f"{'retried' if retried else 'not retried'}; today's retry policy "
+                f"(max_retries {policy.max_retries}) {would}",
+                recorded_step={**(step_view(attempt) or {}), "attempt": number},
+                produced_step={
+                    **produced_view(step, "Failed"),
+                    "attempt": number,
+                    "retries": policy.max_retries if policy.retryable else 0,
+                },
+            )
+        )
 
     def retry_pending(self, step: StepDef, final: Step) -> bool:
         """A recorded failed attempt whose retry the record does not hold."""

@@ -178,12 +178,14 @@ class Run(Matcher):
             return self._live(frame, step, call, payload, args, kwargs)
         produced: bytes | None = None
         body = frame.body(call, first.id)  # one scope for every attempt
-        for attempt in self.attempts(first):
+        attempts = self.attempts(first)
+        for attempt in attempts:
             if step.pure:
                 body.step = attempt.id
                 produced = self._pure_body(body, step, attempt, args, kwargs)
             else:
                 self.answer_effect(attempt)
+        self.check_retries(step, attempts)
         self.release(first)
         return self._outcome(
             frame, step, call, payload, first, produced, (args, kwargs)
@@ -307,7 +309,8 @@ class Run(Matcher):
             return await self._live_async(frame, step, call, payload, args, kwargs)
         produced: bytes | None = None
         body = frame.body(call, first.id)  # one scope for every attempt
-        for attempt in self.attempts(first):
+        attempts = self.attempts(first)
+        for attempt in attempts:
             if step.pure:
                 body.step = attempt.id
                 produced = await self._pure_body_async(
@@ -315,6 +318,7 @@ class Run(Matcher):
                 )
             else:
                 self.answer_effect(attempt)
+        self.check_retries(step, attempts)
         await self.turn(first)
         final = self.index_final(first)
         if self.live and final.state is StepState.RUNNING:

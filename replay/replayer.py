@@ -6,7 +6,7 @@
    loaded for the execution the verdict is `not_rerun`.
 3. The recorded ``schema_version`` is checked against the loaded flow's
    before any flow code runs: `schema_mismatch`, naming what changed.
-4. The entry is re-run against the record (`replay.rerun`).
+4. The entry is re-run against the record (`journal.driving.replay_record`).
 5. Output or error and the terminal state are compared: `ok` or `diverged`.
 """
 
@@ -21,7 +21,7 @@ import msgspec
 
 from journal import events as ev
 from journal.application import Journal
-from journal.chain import Hasher, format_head
+from journal.chain import format_head
 from journal.driving import replay_record
 from journal.errors import (
     ChainIntegrityError,
@@ -31,12 +31,12 @@ from journal.errors import (
     ReplayError,
     SchemaMismatchError,
 )
-from journal.flow import Flow
+from journal.flow import Flow, ValueUpcaster
 from journal.fold import fold
 from journal.ids import ExecutionId
+from journal.keys import Keyring
 from journal.model import Execution
 from journal.runtime import Run
-from journal.schema import diff_documents
 from journal.store import ListFilter
 from replay.report import (
     BatchResult,
@@ -44,8 +44,7 @@ from replay.report import (
     Verdict,
     plural,
 )
-
-SchemaLookup = Callable[[str], bytes | None]
+from replay.schema import SchemaLookup, gate
 
 
 def replay(
@@ -140,17 +139,18 @@ def replay_events(
         )
     current = flow.schema_version  # computed once per replay
     base["current_schema"] = current
-    if not flow.accepts_schema(recorded.schema_version, current):
-        changes = _schema_changes(flow, recorded.schema_version, schema_lookup)
+    checked = gate(flow, recorded.schema_version, current, schema_lookup)
+    base |= {"schema_format": checked.schema_format, "schema_notes": checked.notes}
+    if not checked.accepted:
         return ReplayResult(
             verdict=Verdict.SCHEMA_MISMATCH,
             message=f"recorded schema differs from flow {flow.name!r}: "
-            + "; ".join(changes),
-            schema_changes=tuple(changes),
+            f"{plural(len(checked.changes), 'change')}",
+            schema_changes=checked.changes,
             duration_ms=_ms(started),
             **base,
         )
-    run = _rerun(flow, recorded, current)
+    run = _rerun(flow, recorded, checked.upcaster)
     base["steps_checked"] = run.steps_checked
     if run.divergence is not None:
         return ReplayResult(
@@ -173,25 +173,8 @@ def _find_flow(name: str | None, flows: Iterable[Flow]) -> Flow | None:
     return next((flow for flow in flows if flow.name == name), None) if name else None
 
 
-def _schema_changes(
-    flow: Flow, recorded_hash: str | None, schema_lookup: SchemaLookup
-) -> list[str]:
-    if recorded_hash is None:
-        return ["the execution recorded no schema_version"]
-    stored = schema_lookup(recorded_hash)
-    if stored is None:
-        return [f"the recorded document {recorded_hash} is not stored"]
-    return diff_documents(msgspec.json.decode(stored), flow.schema_document)
-
-
-def _rerun(flow: Flow, recorded: Execution, current_schema: str) -> Run:
-    return replay_record(flow, recorded, _upcaster(flow, recorded, current_schema))
-
-
-def _upcaster(flow: Flow, recorded: Execution, current_schema: str) -> Any:
-    if recorded.schema_version == current_schema:
-        return None
-    return flow.accepted_hashes.get(recorded.schema_version or "")
+def _rerun(flow: Flow, recorded: Execution, upcast: ValueUpcaster | None) -> Run:
+    return replay_record(flow, recorded, upcast)
 
 
 def _ms(started: float) -> float:
@@ -218,7 +201,7 @@ def replay_file(
     path: Path | str,
     flows: Iterable[Flow] = (),
     *,
-    hasher: Hasher | None = None,
+    keyring: Keyring | None = None,
     fold_only: bool = False,
 ) -> BatchResult:
     """Replay every execution in an export file; no store is needed.
@@ -232,14 +215,14 @@ def replay_file(
 
     started = time.perf_counter()
     path = Path(path)
-    hasher = hasher or Hasher.from_env()
+    keyring = keyring or Keyring.from_env()
     flows = list(flows)
     if path.is_dir():
         results = [
             result
             for file in sorted(path.rglob("*.jsonl"))
             for result in replay_file(
-                file, flows, hasher=hasher, fold_only=fold_only
+                file, flows, keyring=keyring, fold_only=fold_only
             ).results
         ]
         return BatchResult(tuple(results), _ms(started))
@@ -248,7 +231,7 @@ def replay_file(
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        blocks = parse_blocks(lines, hasher, str(path))
+        blocks = parse_blocks(lines, keyring, str(path))
     except ChainIntegrityError as e:
         result = ReplayResult(
             verdict=Verdict.INTEGRITY,
