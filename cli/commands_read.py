@@ -1,4 +1,4 @@
-"""Read-only commands: ``list``, ``show`` and ``verify``. None creates a store."""
+"""Read-only commands: ``list`` and ``show``. Neither creates a store."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.errors import exit_code_for, message_for
 from cli.options import App, command
-from cli.params import EXECUTION_ID, HeadParam, filter_options, list_filter
+from cli.params import EXECUTION_ID, filter_options, list_filter
 from cli.views import (
     compact,
     duration,
@@ -131,51 +130,6 @@ def show_json(
     app.out.json(data)
 
 
-def verify_all(app: App, journal_: Journal) -> int:
-    summaries = journal_.list()
-    results: list[dict[str, Any]] = []
-    codes = [0]
-    with app.out.progress(len(summaries), "verifying") as advance:
-        for summary in summaries:
-            results.append(_verify_one(journal_, summary.execution_id, codes))
-            advance()
-    broken = [r for r in results if not r["ok"]]
-    if app.out.json_mode:
-        app.out.json({"results": results, "ok": not broken})
-        return max(codes)
-    rows = [
-        (r["execution_id"], "ok" if r["ok"] else "BROKEN", r["head"] or r["error"])
-        for r in results
-    ]
-    app.out.table(("execution", "chain", "head / error"), rows)
-    app.out.line(f"{len(results) - len(broken)} verified, {len(broken)} broken")
-    return max(codes)
-
-
-def _verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
-    from journal.chain import format_head
-    from journal.errors import JournalError
-
-    try:
-        head = journal_.verify(execution_id)
-    except JournalError as e:
-        codes.append(exit_code_for(e))
-        return {
-            "execution_id": execution_id,
-            "ok": False,
-            "events": None,
-            "head": None,
-            "error": message_for(e),
-        }
-    return {
-        "execution_id": execution_id,
-        "ok": True,
-        "events": head[0],
-        "head": format_head(*head),
-        "error": None,
-    }
-
-
 def register(group: click.Group) -> None:
     @command(group, "list")
     @filter_options
@@ -238,40 +192,3 @@ def register(group: click.Group) -> None:
                 click.echo(f"journal: error: {broken}", err=True)
                 click.get_current_context().exit(broken.exit_code)
             raise broken
-
-    @command(group, "verify")
-    @click.argument("execution_id", required=False, type=EXECUTION_ID)
-    @click.option("--all", "all_", is_flag=True, help="Every execution.")
-    @click.option("--expect-head", type=HeadParam(), help="The head printed earlier.")
-    def verify_command(
-        app: App,
-        execution_id: str | None,
-        all_: bool,
-        expect_head: tuple[int, bytes] | None,
-    ) -> None:
-        """Walk the hash chain; print the head (N:HEX) to check it later."""
-        if (execution_id is None) == (not all_):
-            raise click.UsageError("give an EXECUTION_ID or --all (not both)")
-        if all_ and expect_head is not None:
-            raise click.UsageError("--expect-head needs one EXECUTION_ID")
-        with app.open() as journal_:
-            if all_:
-                click.get_current_context().exit(verify_all(app, journal_))
-            assert execution_id is not None
-            head = journal_.verify(execution_id, expect_head=expect_head)
-        from journal.chain import format_head
-
-        text = format_head(*head)
-        if app.out.json_mode:
-            app.out.json(
-                {
-                    "execution_id": execution_id,
-                    "ok": True,
-                    "events": head[0],
-                    "head": text,
-                }
-            )
-            return
-        app.out.styled(f"ok  {execution_id}: {head[0]} events, chain intact", "green")
-        app.out.line(f"head {text}")
-        app.out.note(f"check later: journal verify {execution_id} --expect-head {text}")
