@@ -263,8 +263,9 @@ def verify_history(
     if not rows:
         raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)
     check_index_head(summary, head)
-    check_mac(summary, keyring)
     if expect_head is not None:
         check_head(summary.execution_id, head, expect_head)
     events = decode_rows(summary.execution_id, rows)
-    return head, events, check_fold(summary, events)
+    state = check_fold(summary, events)  # before the MAC: it names the column
+    check_mac(summary, keyring)
+    return head, events, state
