@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.commands_verify import verify_one
 from cli.options import App, command
 from cli.params import EXECUTION_ID, filter_options, list_filter
 from cli.views import (
+    binding_fields,
     compact,
     duration,
     error_text,
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = 50
 
 
-def print_summaries(app: App, summaries: list[Summary]) -> None:
+def print_summaries(
+    app: App, summaries: list[Summary], chain: dict[str, str] | None = None
+) -> None:
     rows = [
         (
             s.execution_id,
@@ -38,10 +42,31 @@ def print_summaries(app: App, summaries: list[Summary]) -> None:
             s.step_count,
             short_time(s.started_at or s.created_at),
             duration(s.duration_ms),
+            (chain or {}).get(s.execution_id, "-"),
         )
         for s in summaries
     ]
-    app.out.table(("id", "flow", "state", "steps", "started", "duration"), rows)
+    columns = ("id", "flow", "state", "steps", "started", "duration", "chain")
+    app.out.table(columns, rows)
+
+
+def list_statuses(
+    journal_: Journal, summaries: list[Summary], verify: bool
+) -> tuple[dict[str, str], dict[str, str | None], int]:
+    """Each row's chain status: the cheap one (index head against the stored
+    last link, and the MAC), or with `verify` the full check. Returns the
+    statuses, the error per row, and the exit code (the worst one)."""
+    if not verify:
+        statuses = journal_.statuses(summaries)
+        code = 6 if "broken" in statuses.values() else 0
+        return statuses, dict.fromkeys(statuses), code
+    codes = [0]
+    statuses, errors = {}, {}
+    for summary in summaries:
+        result = verify_one(journal_, summary.execution_id, codes)
+        statuses[summary.execution_id] = "verified" if result["ok"] else "broken"
+        errors[summary.execution_id] = result["error"]
+    return statuses, errors, max(codes)
 
 
 def print_execution(app: App, execution: Execution, head: int) -> None:
@@ -121,6 +146,7 @@ def show_json(
         "chain": {
             "ok": broken is None,
             "error": None if broken is None else str(broken),
+            **binding_fields(journal_.summary(execution.id)),
         },
         "steps": [step_view(step, index) for index, step in ordered_steps(execution)],
         "children": [summary_view(child) for child in children],
@@ -133,6 +159,9 @@ def show_json(
 def register(group: click.Group) -> None:
     @command(group, "list")
     @filter_options
+    @click.option(
+        "--verify", "verify", is_flag=True, help="Run the full check on every row."
+    )
     def list_command(
         app: App,
         flow_name: str | None,
@@ -140,17 +169,49 @@ def register(group: click.Group) -> None:
         since: datetime | None,
         until: datetime | None,
         limit: int | None,
+        verify: bool,
     ) -> None:
-        """List this tenant's executions, newest first (50 unless --limit)."""
+        """List this tenant's executions, newest first (50 unless --limit).
+
+        The chain column is a cheap check (the index head is the stored last
+        link; the MAC where the key is set); --verify runs the full check.
+        A broken row exits 6 after the listing."""
         where = list_filter(flow_name, state, since, until, limit or DEFAULT_LIMIT)
         with app.open() as journal_:
             summaries = journal_.list(where)
+            statuses, errors, code = list_statuses(journal_, summaries, verify)
         if app.out.json_mode:
-            app.out.json({"executions": [summary_view(s) for s in summaries]})
-            return
-        print_summaries(app, summaries)
-        if limit is None and len(summaries) == DEFAULT_LIMIT:
-            app.out.note(f"journal: showing the newest {DEFAULT_LIMIT}; use --limit N")
+            from journal.binding import binding_of
+
+            views = []
+            for s in summaries:
+                view = summary_view(s)
+                view["chain"] = {
+                    "status": statuses[s.execution_id],
+                    "binding": binding_of(s),
+                    "key_id": s.key_id,
+                    "error": errors[s.execution_id],
+                }
+                views.append(view)
+            app.out.json({"executions": views})
+        else:
+            print_summaries(app, summaries, statuses)
+            if limit is None and len(summaries) == DEFAULT_LIMIT:
+                app.out.note(
+                    f"journal: showing the newest {DEFAULT_LIMIT}; use --limit N"
+                )
+            for error in errors.values():
+                if error:
+                    click.echo(f"journal: {error}", err=True)
+        if code:
+            if not verify:
+                broken = [i for i, status in statuses.items() if status == "broken"]
+                click.echo(
+                    f"journal: error: index head does not match the stored chain: "
+                    f"{', '.join(broken)} (run journal verify)",
+                    err=True,
+                )
+            click.get_current_context().exit(code)
 
     @command(group, "show")
     @click.argument("execution_id", type=EXECUTION_ID)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,6 +17,7 @@ import click
 from cli.errors import exit_code_for, message_for
 from cli.options import App, command
 from cli.params import EXECUTION_ID, HeadParam, any_filter, filter_options, list_filter
+from cli.views import binding_fields, signature_text
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -33,10 +35,10 @@ def verify_all(app: App, journal_: Journal, where: Any, census: bool) -> int:
     codes = [0]
     with app.out.progress(len(listed) + len(unlisted), "verifying") as advance:
         for execution_id in listed:
-            results.append(_verify_one(journal_, execution_id, codes))
+            results.append(verify_one(journal_, execution_id, codes))
             advance()
         for execution_id in unlisted:
-            result = _verify_one(journal_, execution_id, codes)
+            result = verify_one(journal_, execution_id, codes)
             if result["ok"]:
                 result |= {"ok": False, "error": UNLISTED}
                 codes.append(INDEX_EXIT)
@@ -79,7 +81,8 @@ def _result(
     }
 
 
-def _verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
+def verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
+    """Verify one execution into a report row; its exit code joins `codes`."""
     from journal.chain import format_head
     from journal.errors import JournalError
 
@@ -89,6 +92,44 @@ def _verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
         codes.append(exit_code_for(e))
         return _result(execution_id, error=message_for(e))
     return _result(execution_id, events=head[0], head=format_head(*head))
+
+
+def verify_file(app: App, path: Path) -> None:
+    """``verify --file``: every block's chain, genesis, head and fold; the
+    head MAC where the keyring holds its key."""
+    from journal.export import read_blocks
+
+    blocks = read_blocks(path, app.keyring())
+    results: list[dict[str, Any]] = []
+    for block in blocks:
+        header = block.header
+        mac = "checked" if block.mac_checked else "not checked"
+        results.append(
+            {
+                "execution_id": header.execution_id,
+                "ok": True,
+                "events": header.events,
+                "head": header.head,
+                "chain": {
+                    "ok": True,
+                    "binding": header.chain,
+                    "key_id": header.key_id,
+                    "mac": mac if header.key_id else None,
+                },
+            }
+        )
+    if app.out.json_mode:
+        app.out.json({"file": str(path), "ok": True, "results": results})
+        return
+    for result in results:
+        key_id = result["chain"]["key_id"]
+        signed = f", MAC {result['chain']['mac']} (key {key_id})" if key_id else ""
+        app.out.styled(
+            f"ok  {result['execution_id']}: {result['events']} events, "
+            f"{result['chain']['binding']} binding{signed}",
+            "green",
+        )
+        app.out.line(f"head {result['head']}")
 
 
 def check_later(app: App, execution_id: str, head: str) -> str:
@@ -112,6 +153,12 @@ def register(group: click.Group) -> None:
     @click.option("--all", "all_", is_flag=True, help="Every execution.")
     @filter_options
     @click.option("--expect-head", type=HeadParam(), help="The head printed earlier.")
+    @click.option(
+        "--file",
+        "export_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Check an export file (journal-export/1 or /2); no store is opened.",
+    )
     def verify_command(
         app: App,
         execution_id: str | None,
@@ -122,17 +169,28 @@ def register(group: click.Group) -> None:
         until: datetime | None,
         limit: int | None,
         expect_head: tuple[int, bytes] | None,
+        export_file: Path | None,
     ) -> None:
-        """Walk the hash chain; print the head (N:HEX) to check it later.
+        """Walk the hash chain and check the index row against it and the
+        fold; print the head (N:HEX) to check it later.
 
         With --all (and no filter) every execution the events table holds
         is verified, including any the index does not list.
         """
+        filtered = any_filter(flow_name, state, since, until, limit)
+        if export_file is not None:
+            if execution_id is not None or all_ or expect_head is not None:
+                raise click.UsageError("--file takes no EXECUTION_ID, --all or head")
+            if filtered:
+                raise click.UsageError(
+                    "--flow/--state/--since/--until/--limit need --all"
+                )
+            verify_file(app, export_file)
+            return
         if (execution_id is None) == (not all_):
             raise click.UsageError("give an EXECUTION_ID or --all (not both)")
         if all_ and expect_head is not None:
             raise click.UsageError("--expect-head needs one EXECUTION_ID")
-        filtered = any_filter(flow_name, state, since, until, limit)
         if filtered and not all_:
             raise click.UsageError("--flow/--state/--since/--until/--limit need --all")
         with app.open() as journal_:
@@ -141,16 +199,31 @@ def register(group: click.Group) -> None:
                 code = verify_all(app, journal_, where, census=not filtered)
                 click.get_current_context().exit(code)
             assert execution_id is not None
-            head = journal_.verify(execution_id, expect_head=expect_head)
-        from journal.chain import format_head
+            history = journal_.history(execution_id, expect_head=expect_head)
+        print_verified(app, execution_id, history)
 
-        text = format_head(*head)
-        if app.out.json_mode:
-            app.out.json(
-                {"execution_id": execution_id, "ok": True, "events": head[0]}
-                | {"head": text}
-            )
-            return
-        app.out.styled(f"ok  {execution_id}: {head[0]} events, chain intact", "green")
-        app.out.line(f"head {text}")
-        app.out.note(f"check later: {check_later(app, execution_id, text)}")
+
+def print_verified(app: App, execution_id: str, history: Any) -> None:
+    """The report of one verified execution, and the hint to check it later."""
+    from journal.chain import format_head
+
+    head = history.head
+    text = format_head(*head)
+    if app.out.json_mode:
+        app.out.json(
+            {
+                "execution_id": execution_id,
+                "ok": True,
+                "events": head[0],
+                "head": text,
+                "chain": {"ok": True, **binding_fields(history.summary)},
+            }
+        )
+        return
+    app.out.styled(
+        f"ok  {execution_id}: {head[0]} events, chain and index row intact "
+        f"({signature_text(history.summary)})",
+        "green",
+    )
+    app.out.line(f"head {text}")
+    app.out.note(f"check later: {check_later(app, execution_id, text)}")
