@@ -63,6 +63,7 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_report,
         commands_transfer,
     )
 
@@ -72,6 +73,7 @@ def _register() -> None:
         commands_read,
         commands_transfer,
         commands_compare,
+        commands_report,
     ):
         module.register(cli)
 
