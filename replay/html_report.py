@@ -155,8 +155,9 @@ def _execution_data(subject: Subject) -> dict[str, Any]:
         "children": list(subject.children),
         "fold_error": timeline.fold_error,
         "t0": _iso(t0),
+        "step_fields": STEP_FIELDS,
         "steps": [_step_data(t, index, t0) for t in timeline.steps],
-        "events": [_event_data(r, index, timeline, t0) for r in timeline.events],
+        "events": [_event_data(r, index, t0) for r in timeline.events],
         "intervals": [_interval_data(i, t0) for i in timeline.intervals],
         "replay": _replay_data(subject.replay, timeline),
     }
@@ -196,30 +197,43 @@ def _start_time(timeline: Timeline) -> datetime | None:
     return next((r.at for r in timeline.events if r.at is not None), None)
 
 
+#: The fields of a step row in the data island, in order (arrays keep a
+#: 10,000-step file small; the page turns them back into objects).
+STEP_FIELDS = [
+    "id",
+    "name",
+    "type",
+    "state",
+    "start",
+    "end",
+    "duration_ms",
+    "depth",
+    "parent",
+    "retry_of",
+    "callable_id",
+    "source",
+]
+
+
 def _step_data(
     trace: StepTrace, index: dict[Any, int], t0: datetime | None
-) -> dict[str, Any]:
+) -> list[Any]:
+    """A step's row; its input, output and error are read from its events."""
     step = trace.step
-    return {
-        "id": step.id,
-        "name": step.name,
-        "type": step.step_type,
-        "state": step.state.value,
-        "start": _offset(step.started_at, t0),
-        "end": _offset(step.ended_at, t0),
-        "started_at": _iso(step.started_at),
-        "ended_at": _iso(step.ended_at),
-        "duration_ms": step.duration_ms,
-        "depth": trace.depth,
-        "parent": index.get(step.parent_step_id, -1),
-        "retry_of": -1 if trace.retry_of is None else index.get(trace.retry_of, -1),
-        "callable_id": step.callable_id,
-        "source": _source(step),
-        "input": _value(step.input),
-        "output": _value(step.output),
-        "error": _error(step.error),
-        "events": list(trace.seqs),
-    }
+    return [
+        step.id,
+        step.name,
+        step.step_type,
+        step.state.value,
+        _offset(step.started_at, t0),
+        _offset(step.ended_at, t0),
+        step.duration_ms,
+        trace.depth,
+        index.get(step.parent_step_id, -1),
+        -1 if trace.retry_of is None else index.get(trace.retry_of, -1),
+        step.callable_id,
+        _source(step),
+    ]
 
 
 def _source(step: Step) -> dict[str, Any] | None:
@@ -229,11 +243,15 @@ def _source(step: Step) -> dict[str, Any] | None:
 
 
 def _event_data(
-    record: EventRecord, index: dict[Any, int], timeline: Timeline, t0: datetime | None
+    record: EventRecord, index: dict[Any, int], t0: datetime | None
 ) -> list[Any]:
-    """``[seq, ms from start, tag, step index or -1, hash, payload text]``."""
+    """``[seq, ms from start, tag, step index or -1, hash, payload]``.
+
+    The payload is embedded as the JSON it is (a string if it is not JSON),
+    once: the page reads each step's input, output and error from it.
+    """
     step = -1 if record.step_id is None else index.get(record.step_id, -1)
-    payload = record.payload.decode("utf-8", errors="replace")
+    payload = value_view(record.payload)
     return [
         record.seq,
         _offset(record.at, t0),

@@ -44,10 +44,6 @@
     return JSON.stringify(value, null, 2);
   }
 
-  function parsePayload(text) {
-    try { return JSON.parse(text); } catch (e) { return text; }
-  }
-
   /* A value, pretty-printed; long ones collapsed behind a button. */
   function valueBlock(label, value) {
     var text = typeof value === "string" && label === "raw" ? value : pretty(value);
@@ -145,10 +141,41 @@
   };
 
   /* --- one execution ------------------------------------------------- */
+  /* Steps arrive as arrays (a smaller file); make them objects, once. */
+  function prepare(x) {
+    if (x.prepared) { return; }
+    x.steps = x.steps.map(function (row) {
+      var step = { events: [] };
+      x.step_fields.forEach(function (name, k) { step[name] = row[k]; });
+      return step;
+    });
+    x.events.forEach(function (e) { if (e[3] >= 0 && x.steps[e[3]]) { x.steps[e[3]].events.push(e[0]); } });
+    x.prepared = true;
+  }
+
+  /* A step's input, output, error and times, as its events recorded them. */
+  function stepValues(view, s) {
+    var v = { input: null, output: null, error: null, started_at: null, ended_at: null };
+    s.events.forEach(function (seq) {
+      var e = view.bySeq[seq];
+      var p = e ? e[5] : null;
+      if (!p || typeof p !== "object") { return; }
+      if ((e[2] === "StepStarted" || e[2] === "StepAdded") && p.input !== undefined && p.input !== null && v.input === null) { v.input = p.input; }
+      if (e[2] === "StepStarted") { v.started_at = p.at; }
+      if (e[2] === "StepCompleted") { v.output = p.output === undefined ? null : p.output; v.ended_at = p.at; }
+      if (e[2] === "StepFailed") { v.error = p.error || null; v.ended_at = p.at; }
+      if (e[2] === "StepSkipped") { v.ended_at = p.at; }
+    });
+    return v;
+  }
+
   function View(x) {
+    prepare(x);
     this.x = x;
     this.rows = [];
+    this.bySeq = {};
     var i;
+    for (i = 0; i < x.events.length; i++) { this.bySeq[x.events[i][0]] = x.events[i]; }
     for (i = 0; i < (x.intervals || []).length; i++) { this.rows.push({ kind: "interval", i: i }); }
     for (i = 0; i < x.steps.length; i++) { this.rows.push({ kind: "step", i: i }); }
     this.selected = -1;
@@ -325,7 +352,7 @@
       span = [iv.start || 0, iv.end === null ? this.total : iv.end];
       var what = iv.kind === "waiting" ? "Waiting (" + iv.reason + ")" : "Paused";
       var who = iv.approver ? ", approved by " + iv.approver : "";
-      label = [el("span", { className: "icon", "aria-hidden": "true", text: "\u23f8" }), what + who];
+      label = [el("span", { className: "icon", "aria-hidden": "true", text: "\u2016" }), what + who];
       button.setAttribute("aria-label", what + who + ", " + fmtMs(span[1] - span[0]));
     } else {
       var s = this.x.steps[row.i];
@@ -336,7 +363,8 @@
         el("span", { text: "#" + row.i + " " + s.name })];
       label[1].style.paddingLeft = (s.depth * 12) + "px";
       var words = "Step " + row.i + ", " + s.name + ", " + s.type + ", " + s.state + ", " + fmtMs(s.duration_ms);
-      if (s.error) { label.push(el("span", { className: "badge err", text: s.error.category })); words += ", " + s.error.category; }
+      var error = s.state === "Failed" ? stepValues(this, s).error : null;
+      if (error) { label.push(el("span", { className: "badge err", text: error.category })); words += ", " + error.category; }
       if (s.retry_of >= 0) { label.push(el("span", { className: "badge retry", text: "\u21bb retry of #" + s.retry_of })); words += ", retry of step " + s.retry_of; }
       if (s.depth) { words += ", nested in step " + s.parent; }
       if (!this.x.chain.verified && s.events.length && s.events[s.events.length - 1] >= (this.x.chain.seq || 1)) {
@@ -393,6 +421,7 @@
 
   View.prototype.stepDetails = function (i) {
     var s = this.x.steps[i];
+    var v = stepValues(this, s);
     var d = this.details;
     d.appendChild(el("h2", { id: "details-title", text: "Step #" + i + ": " + s.name }));
     var source = s.source ? (s.source.source_type || "InitialPlan") + (s.source.reason ? " (" + s.source.reason + ")" : "") : "InitialPlan";
@@ -402,7 +431,7 @@
       ["Callable", s.callable_id || "-"], ["Source", source],
       s.parent >= 0 ? ["Nested in", this.jumpToStep(s.parent)] : null,
       s.retry_of >= 0 ? ["Retry of", this.jumpToStep(s.retry_of)] : null,
-      ["Started", s.started_at || "-"], ["Ended", s.ended_at || "-"],
+      ["Started", v.started_at || "-"], ["Ended", v.ended_at || "-"],
       ["Duration", fmtMs(s.duration_ms)],
       ["Timing", "+" + fmtMs(s.start) + " to +" + fmtMs(s.end) + " from the execution's start"]
     ], "Step summary"));
@@ -412,27 +441,27 @@
       d.appendChild(this.sideBySide(r.divergence));
     }
     d.appendChild(el("h3", { text: "Input" }));
-    d.appendChild(valueBlock("input", s.input));
+    d.appendChild(valueBlock("input", v.input));
     d.appendChild(el("h3", { text: "Output" }));
-    d.appendChild(el("div", { id: "step-output" }, [valueBlock("output", s.output)]));
-    if (s.error) {
-      d.appendChild(el("h3", { text: "Error: " + s.error.category + " (attempt " + (s.error.attempt || 1) + ")" }));
+    d.appendChild(el("div", { id: "step-output" }, [valueBlock("output", v.output)]));
+    var err = v.error;
+    if (err) {
+      d.appendChild(el("h3", { text: "Error: " + err.category + " (attempt " + (err.attempt || 1) + ")" }));
       d.appendChild(metaTable([
-        ["Category", s.error.category], ["Message", s.error.message], ["Attempt", String(s.error.attempt || 1)],
-        ["Retry policy", s.error.retry_policy ? pretty(s.error.retry_policy) : "the category's default"]
+        ["Category", err.category], ["Message", err.message], ["Attempt", String(err.attempt || 1)],
+        ["Retry policy", err.retry_policy ? pretty(err.retry_policy) : "the category's default"]
       ], "Error"));
-      d.appendChild(valueBlock("error", s.error));
+      d.appendChild(valueBlock("error", err));
     }
     d.appendChild(this.stepEvents(s));
   };
 
   View.prototype.stepEvents = function (s) {
-    var bySeq = {};
-    this.x.events.forEach(function (e) { bySeq[e[0]] = e; });
+    var bySeq = this.bySeq;
     var broken = this.x.chain.verified ? Infinity : (this.x.chain.seq || 1);
     var rows = s.events.map(function (seq) {
       var e = bySeq[seq];
-      var payload = el("details", { className: "value" }, [el("summary", { text: "payload" }), valueBlock("event " + seq, parsePayload(e[5]))]);
+      var payload = el("details", { className: "value" }, [el("summary", { text: "payload" }), valueBlock("event " + seq, e[5])]);
       return el("tr", { className: seq >= broken ? "broken" : null }, [el("td", { text: String(e[0]) }), el("td", { text: e[2] }),
         el("td", { text: "+" + fmtMs(e[1]) }), el("td", null, [el("span", { className: "mono", text: e[4] }), payload])]);
     });
