@@ -19,7 +19,7 @@ from typing import Any
 from journal import codec
 from journal import events as ev
 from journal.chain import Hasher, Row, chain_rows
-from journal.ids import new_execution_id, new_step_id
+from journal.ids import StepId, new_execution_id, new_step_id, parse_tenant_id
 from journal.model import ErrorCategory, ExecutionError, StepSource, WaitReason
 from journal.timeline import build_timeline
 from replay.html_report import ChainStatus, Page, Subject, render_report
@@ -36,7 +36,7 @@ class _Clock:
         return START + timedelta(milliseconds=self.ms)
 
 
-def _step(clock: _Clock, n: int, parent: str | None = None) -> list[ev.Event]:
+def _step(clock: _Clock, n: int, parent: StepId | None = None) -> list[ev.Event]:
     step_id = new_step_id()
     started = ev.StepStarted(
         at=clock.tick(),
@@ -81,7 +81,9 @@ def many_steps(n_steps: int, tenant: str = "tenant_bench") -> tuple[str, list[Ro
     clock = _Clock()
     execution_id = new_execution_id()
     events: list[ev.Event] = [
-        ev.ExecutionCreated(at=clock.tick(), tenant_id=tenant, flow="bench.report"),
+        ev.ExecutionCreated(
+            at=clock.tick(), tenant_id=parse_tenant_id(tenant), flow="bench.report"
+        ),
         ev.ExecutionStarted(at=clock.tick()),
     ]
     steps = 0

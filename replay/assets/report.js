@@ -404,10 +404,20 @@
   };
 
   View.prototype.select = function (r, focus) {
+    var previous = this.list.shown[this.selected] || this.list.shown[0];
+    if (previous) {
+      previous.classList.remove("selected");
+      previous.removeAttribute("aria-current");
+      previous.setAttribute("tabindex", "-1");
+    }
     this.selected = r;
-    this.list.redraw();
     var button = this.list.reveal(r);
-    if (button && focus !== false) { button.focus(); }
+    if (button) {
+      button.classList.add("selected");
+      button.setAttribute("aria-current", "true");
+      button.setAttribute("tabindex", "0");
+      if (focus !== false) { button.focus(); }
+    }
     var row = this.rows[r];
     this.details.textContent = "";
     if (row.kind === "step") { this.stepDetails(row.i); } else { this.intervalDetails(row.i); }
