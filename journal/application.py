@@ -28,6 +28,7 @@ from journal.ids import (
     parse_execution_id,
     parse_tenant_id,
 )
+from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
 from journal.model import Execution, is_null
 from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
@@ -124,6 +125,8 @@ class Journal:
         self.tenant_id: TenantId = parse_tenant_id(tenant)
         self.snapshot_every = snapshot_every
         self._stored_schemas: dict[str, bytes] = {}  # written by this journal
+        #: How often a run's heartbeat renews its lease (seconds).
+        self.heartbeat_every_s = HEARTBEAT_EVERY_S
 
     def __enter__(self) -> Journal:
         return self
@@ -234,10 +237,17 @@ class Journal:
     # --- writes --------------------------------------------------------
 
     def append(
-        self, expected: int, after: Execution, new: Sequence[ev.Event]
+        self,
+        expected: int,
+        after: Execution,
+        new: Sequence[ev.Event],
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         """Append `new` after seq `expected`; `after` is the state they lead to
-        (the caller folded them, which checked every transition)."""
+        (the caller folded them, which checked every transition). With a
+        `lease`, the store refuses the append (`LeaseLostError`) unless the
+        lease is still the execution's current one."""
         if after.tenant_id != self.tenant_id:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
@@ -251,7 +261,7 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
-        written = self.store.append(summarize(after), expected, payloads)
+        written = self.store.append(summarize(after), expected, payloads, lease=lease)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self.save_snapshot(after, written.head_hash)
         return written
@@ -286,6 +296,28 @@ class Journal:
 
     def get_schema(self, schema_hash: str) -> bytes | None:
         return self.store.get_schema(schema_hash)
+
+    def events_after(self, execution_id: str, seq: int) -> builtins.list[ev.AnyEvent]:
+        """The decoded events after `seq` (not verified: for a writer that
+        already holds the history up to `seq` and was told it moved on)."""
+        rows = self.store.load_rows(
+            parse_execution_id(execution_id), self.tenant_id, seq
+        )
+        return decode_rows(execution_id, rows)
+
+    # --- leases (operational, outside the chain: see journal.leases) -------
+
+    def acquire_lease(
+        self, execution_id: str, *, stale_after_s: float = STALE_AFTER_S
+    ) -> Lease | None:
+        """Take an execution's lease for this process, if no live holder
+        has it (one not renewed for `stale_after_s` is taken over)."""
+        return self.store.acquire_lease(
+            parse_execution_id(execution_id),
+            self.tenant_id,
+            new_owner(),
+            int(stale_after_s * 1000),
+        )
 
     # --- commands (see journal.commands) ---------------------------------
 

@@ -15,8 +15,13 @@ import msgspec
 
 from journal import events as ev
 from journal.codec import encode_value
-from journal.errors import InvalidTransitionError, JournalError
-from journal.fold import apply_in_place, begin
+from journal.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    JournalError,
+    LeaseLostError,
+)
+from journal.fold import apply_in_place, begin, evolve
 from journal.ids import (
     ExecutionId,
     StepId,
@@ -37,6 +42,14 @@ from journal.model import (
 
 if TYPE_CHECKING:
     from journal.application import Journal
+    from journal.leases import Lease
+
+#: Events an operator appends to a running execution without its lease.
+#: A runner's append refused because of them is retried on the new head
+#: when its own events are still valid there (they commute).
+OPERATOR_EVENTS = (ev.ExecutionPaused, ev.ExecutionResumed, ev.ExecutionCancelled)
+#: How many times in a row a runner retries past operators' events.
+_COMMUTE_TRIES = 8
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -51,9 +64,14 @@ def _raw(value: Any) -> msgspec.Raw:
 class ExecutionHandle:
     """One execution's command API; `state` is the folded state after each."""
 
-    def __init__(self, journal: Journal, state: Execution) -> None:
+    def __init__(
+        self, journal: Journal, state: Execution, lease: Lease | None = None
+    ) -> None:
         self.journal = journal
         self.state = state
+        #: Held by the process running the execution: its appends are fenced,
+        #: and appends refused only because an operator wrote are retried.
+        self.lease = lease
 
     @property
     def id(self) -> ExecutionId:
@@ -69,6 +87,7 @@ class ExecutionHandle:
         parent: ParentLink | None = None,
         schema_version: str | None = None,
         execution_id: str | None = None,
+        lease: Lease | None = None,
     ) -> ExecutionHandle:
         """Record ``ExecutionCreated`` for a new execution of this tenant."""
         from journal.application import utc_now
@@ -85,8 +104,8 @@ class ExecutionHandle:
             input=_raw(input),
         )
         state = begin(new_id, created)
-        journal.append(0, state, [created])
-        return cls(journal, state)
+        journal.append(0, state, [created], lease=lease)
+        return cls(journal, state, lease)
 
     def child(
         self,
@@ -128,12 +147,45 @@ class ExecutionHandle:
             for event in new:
                 apply_in_place(self.state, event)
                 applied += 1
-            self.journal.append(expected, self.state, new)
+            self.journal.append(expected, self.state, new, lease=self.lease)
+        except ConflictError as conflict:
+            self.state = self.journal.get(self.state.id)
+            if self.lease is None or isinstance(conflict, LeaseLostError):
+                raise
+            return self._commute(expected, new, conflict)
         except JournalError:
             if applied:
                 self.state = self.journal.get(self.state.id)
             raise
         return self.state
+
+    def _commute(
+        self, expected: int, new: tuple[ev.Event, ...], conflict: ConflictError
+    ) -> Execution:
+        """Retry `new` on the new head if only operators' events came in
+        between and `new` is still valid after them (`self.state` is the
+        reloaded head); else raise (`InvalidTransitionError` if the
+        operator's event made ours invalid, e.g. a step start after a pause).
+        """
+        for _ in range(_COMMUTE_TRIES):
+            between = self.journal.events_after(self.id, expected)
+            if not all(isinstance(e, OPERATOR_EVENTS) for e in between):
+                raise conflict
+            expected = self.state.version
+            candidate = self.state
+            for event in new:
+                candidate = evolve(candidate, event)  # refusal: state unchanged
+            try:
+                self.journal.append(expected, candidate, new, lease=self.lease)
+                self.state = candidate
+                return candidate
+            except LeaseLostError:
+                self.state = self.journal.get(self.state.id)
+                raise
+            except ConflictError as again:
+                conflict = again
+                self.state = self.journal.get(self.state.id)
+        raise conflict
 
     def _now(self) -> Any:
         from journal.application import utc_now

@@ -9,6 +9,7 @@ from typing import Any
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import SQLStore, redact_url
 
 _POSTGRES_SCHEMA = [
@@ -52,6 +53,7 @@ _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_schemas (
     schema_hash TEXT PRIMARY KEY,
     document BYTEA NOT NULL)""",
+    LEASES_DDL,
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 
@@ -86,6 +88,10 @@ class PostgresStore(SQLStore):
                 cur.execute("SELECT to_regclass('journal_events') IS NOT NULL")
                 if not cur.fetchone()[0]:
                     raise StoreError(f"{redact_url(url)} holds no journal tables")
+                cur.execute("SELECT to_regclass('journal_leases') IS NOT NULL")
+                if not cur.fetchone()[0]:  # written before leases existed
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                    cur.execute(LEASES_DDL)
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:

@@ -16,14 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from journal.errors import FlowDefinitionError, JournalError
+from journal.calls import call_key, current_step_key
+from journal.errors import (
+    ConflictError,
+    FlowDefinitionError,
+    InvalidTransitionError,
+    JournalError,
+)
 from journal.flow import Flow, StepDef, StepError, categorize, current_run
-from journal.ids import StepId
+from journal.ids import StepId, new_execution_id
+from journal.leases import Heartbeat
 from journal.model import (
     CallableType,
     ErrorCategory,
     Execution,
     ExecutionError,
+    ExecutionState,
     ParentLink,
     ParentType,
     StepSource,
@@ -51,6 +59,15 @@ def error_from(exc: BaseException, step_type: str, **fields: Any) -> ExecutionEr
     )
 
 
+class Halt(BaseException):
+    """Unwinds the entry when an operator paused or cancelled the execution
+    (a BaseException, so a flow's ``except Exception`` cannot hide it)."""
+
+
+#: States an operator's command leaves a running execution in.
+_STOPPED_BY_OPERATOR = (ExecutionState.PAUSED, ExecutionState.CANCELLED)
+
+
 class LiveRun:
     """The `RunContext` of a live run: records as it goes."""
 
@@ -64,14 +81,31 @@ class LiveRun:
         self.handle = handle
         self.sleep = sleep
         self.stack: list[StepId] = []
+        self.paths: list[tuple[int, ...]] = [()]
+        self.calls_made: dict[tuple[int, ...], int] = {}
         self.journal_failure: JournalError | None = None
+
+    def next_call_path(self) -> tuple[int, ...]:
+        """The identity of the call being made: its ordinal among the calls
+        made by the same parent, after the parent's own path."""
+        parent = self.paths[-1]
+        ordinal = self.calls_made.get(parent, 0)
+        self.calls_made[parent] = ordinal + 1
+        return (*parent, ordinal)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         """Around a journal write: remember a failure so no user `except`
-        in the entry can hide it (the run re-raises it at the end)."""
+        in the entry can hide it (the run re-raises it at the end). A write
+        refused because an operator paused or cancelled the execution halts
+        the run cleanly instead."""
         try:
             yield
+        except InvalidTransitionError as e:
+            if self.handle.state.state in _STOPPED_BY_OPERATOR:
+                raise Halt from e
+            self.journal_failure = self.journal_failure or e
+            raise
         except JournalError as e:
             self.journal_failure = self.journal_failure or e
             raise
@@ -91,6 +125,7 @@ class LiveRun:
             self._refuse_undeclared(lambda: self.flow.check_step(step))
         payload = msgspec.Raw(step.signature.encode_args(args, kwargs))
         parent = self.stack[-1] if self.stack else None
+        path = self.next_call_path()
         original: StepId | None = None
         attempt = 1
         while True:
@@ -107,6 +142,8 @@ class LiveRun:
             original = original or step_id
             started = time.perf_counter()
             self.stack.append(step_id)
+            self.paths.append(path)
+            key = current_step_key.set(call_key(self.handle.id, path))
             try:
                 output = canonical(step.function(*args, **kwargs))
             except Exception as exc:
@@ -127,6 +164,8 @@ class LiveRun:
                     continue
                 raise StepError(error=error) from exc
             finally:
+                current_step_key.reset(key)
+                self.paths.pop()
                 self.stack.pop()
             with self._guard():
                 self.handle.complete_step(
@@ -152,6 +191,7 @@ class LiveRun:
         signature = child._entry()
         payload = msgspec.Raw(signature.encode_args(args, kwargs))
         parent = self.stack[-1] if self.stack else None
+        self.next_call_path()
         with self._guard():
             step_id: StepId = self.handle.start_step(
                 child.name,
@@ -190,31 +230,58 @@ def run_live(
     *,
     parent: ParentLink | None = None,
 ) -> Execution:
-    """Record a whole live run of `flow`; see `Flow.run`."""
+    """Record a whole live run of `flow`; see `Flow.run`.
+
+    The run holds the execution's lease (renewed by a heartbeat thread) from
+    before its first event to its end, so its appends are fenced.
+    """
     entry = flow._entry()
-    assert flow.entry_function is not None
     payload = entry.encode_args(args, kwargs)
     document = canonical(flow.schema_document)
     schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
     journal_.put_schema(schema_version, document)
-    handle = journal_.create(
-        flow=flow.name,
-        input=msgspec.Raw(payload),
-        parent=parent,
-        schema_version=schema_version,
-    )
-    handle.start()
+    execution_id = new_execution_id()
+    lease = journal_.acquire_lease(execution_id)
+    if lease is None:  # a fresh id: only a clash of generated ids can do this
+        raise ConflictError(f"{execution_id}: lease already held")
+    heartbeat = Heartbeat(journal_.store, lease, journal_.heartbeat_every_s).start()
+    try:
+        handle = journal_.create(
+            flow=flow.name,
+            input=msgspec.Raw(payload),
+            parent=parent,
+            schema_version=schema_version,
+            execution_id=execution_id,
+            lease=lease,
+        )
+        handle.start()
+        return drive(flow, handle, payload)
+    finally:
+        heartbeat.stop()
+
+
+def drive(flow: Flow, handle: ExecutionHandle, payload: bytes) -> Execution:
+    """Call the entry with `payload` under a live run context and record how
+    it ends; return the state (Paused or Cancelled if an operator stopped it)."""
+    entry = flow._entry()
+    assert flow.entry_function is not None
     run = LiveRun(flow, handle)
     token = current_run.set(run)
     try:
         result = flow.entry_function(**entry.decode_args(payload))
         output = canonical(result)
+    except Halt:
+        pass
     except Exception as exc:
         _end_with_failure(handle, run.journal_failure or exc)
     else:
         if run.journal_failure is not None:
             _end_with_failure(handle, run.journal_failure)
-        handle.complete(msgspec.Raw(output))
+        try:
+            handle.complete(msgspec.Raw(output))
+        except InvalidTransitionError:
+            if handle.state.state not in _STOPPED_BY_OPERATOR:
+                raise
     finally:
         current_run.reset(token)
     state: Execution = handle.state

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.sql_leases import LEASES_DDL
 from journal.sqlstore import SQLStore
 
 _SQLITE_SCHEMA = """
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS journal_schemas (
     document BLOB NOT NULL
 );
 """
+_SQLITE_SCHEMA += LEASES_DDL + ";\n"
 
 
 class SQLiteStore(SQLStore):
@@ -100,6 +102,7 @@ class SQLiteStore(SQLStore):
                 self._conn.executescript(_SQLITE_SCHEMA)
             else:
                 self._require_tables()
+                self._add_leases_table()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
 
@@ -109,6 +112,12 @@ class SQLiteStore(SQLStore):
         ).fetchone()
         if not found or found[0] == 0:
             raise StoreError(f"{self.path} is not a journal (no journal tables)")
+
+    def _add_leases_table(self) -> None:
+        """Journals written before leases existed get the table on open
+        (a read-only file is left alone: it will not be run from)."""
+        with suppress(sqlite3.OperationalError):
+            self._conn.execute(LEASES_DDL)
 
     def _time_in(self, value: datetime | None) -> Any:
         # Times are stored and compared as text: normalise aware times to UTC

@@ -3,7 +3,8 @@
 One module per backend holds its dialect, DDL and connection handling:
 `journal.sqlite_store` (the embedded default) and `journal.postgres_store`.
 
-Row layout (chosen for DESIGN.md §11's storage and read targets):
+Row layout (chosen for the storage and read targets of docs/design.md §12;
+the layout itself is described in §6):
 
 * ``journal_executions``: one row per execution, keyed by a small integer
   ``exec_key``; holds the text id once, the tenant, the index columns and
@@ -31,7 +32,9 @@ from datetime import datetime
 from typing import Any
 
 from journal.errors import ConflictError
+from journal.leases import Lease
 from journal.packing import pack, unpack
+from journal.sql_leases import SQLLeases
 from journal.store import (
     Head,
     History,
@@ -58,7 +61,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(Store):
+class SQLStore(SQLLeases, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder
@@ -177,8 +180,11 @@ class SQLStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         with self._transaction(write=True) as cur:
+            self._check_fence(cur, lease)
             found = self._head(cur, summary.execution_id)
             head = None if found is None else found[1]
             rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)

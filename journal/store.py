@@ -32,6 +32,7 @@ import msgspec
 from journal.chain import Hasher, chain_rows
 from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError
+from journal.leases import Lease, LeaseStore, MemoryLeases
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ def generic_summary(
     )
 
 
-class Store(ABC):
+class Store(LeaseStore, ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
@@ -222,13 +223,17 @@ class Store(ABC):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         """Append payloads after `expected_seq`; return the new index row.
 
         `summary` describes the execution after these events; its head fields
         are filled in by the store. Raises `ConflictError` when the head is
         no longer `expected_seq` (or, at 0, when the id exists), and
-        `ExecutionNotFoundError` when the id belongs to another tenant.
+        `ExecutionNotFoundError` when the id belongs to another tenant. With
+        a `lease`, raises `LeaseLostError` (checked first) unless its token
+        is still the execution's current one.
         """
 
     @abstractmethod
@@ -275,7 +280,7 @@ class Store(ABC):
         is written.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional: not every store holds any
+    def close(self) -> None:
         """Release connections."""
 
     # what journal.recorder.StoreRecorder (eventsourcing's interface) uses ---
@@ -308,10 +313,11 @@ class _MemoryExecution:
     snapshots: dict[int, bytes] = field(default_factory=dict)
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryLeases, Store):
     """A store in this process's memory: for tests and examples."""
 
     def __init__(self, url: str = "memory://", hasher: Hasher | None = None) -> None:
+        MemoryLeases.__init__(self)
         self.url = url
         self.hasher = hasher or Hasher.from_env()
         self._lock = threading.RLock()
@@ -328,8 +334,11 @@ class MemoryStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         with self._lock:
+            self._fence(lease)
             existing = self._executions.get(summary.execution_id)
             head = None if existing is None else _head_of(existing.summary)
             rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)

@@ -34,7 +34,11 @@ def test_clean_current() -> None:
 
     assert result.verdict is Verdict.OK, result.report()
     assert result.steps_checked == 3
-    assert result.recorded_schema == flows.orders.schema_version
+    # Recorded under schema document format 1, gated with format 1's rules.
+    assert result.recorded_schema == flows.orders.schema_version_for(1)
+    assert result.recorded_schema != flows.orders.schema_version
+    assert result.schema_format == 1
+    assert "gated with format 1's rules" in result.report()
 
 
 def test_legacy_step_ended() -> None:
@@ -70,17 +74,16 @@ def test_diverged() -> None:
     assert result.divergence.index == 2
     assert result.divergence.recorded_value == {"total_cents": 2498}
     assert result.divergence.produced_value == {"total_cents": 1998}
-    assert result.recorded_schema == result.current_schema
+    assert result.recorded_schema == flows.orders.schema_version_for(1)
 
 
 def test_schema_mismatch() -> None:
     result = only_result(replay_fixture("schema_mismatch.jsonl"))
 
     assert result.verdict is Verdict.SCHEMA_MISMATCH
-    assert result.schema_changes == (
-        'step golden_orders.subtotal: output type: {"type":"number"} -> '
-        '{"type":"integer"}',
-    )
+    assert result.schema_changes == ("golden_orders.subtotal output: float -> int",)
+    assert result.schema_format == 1
+    assert f"accepts={{{result.recorded_schema!r}: upcaster}}" in result.report()
 
 
 def test_retried_step() -> None:
