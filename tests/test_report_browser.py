@@ -172,7 +172,9 @@ def test_the_diverged_fixture_highlights_the_step_that_diverged(
     browser: Any, reports: dict[str, Path]
 ) -> None:
     open_report(browser, reports["diverged"])
-    shoot(browser, "diverged-highlighted")
+    browser.set_window_size(1400, 1400)
+    shoot(browser, "diverged-highlighted")  # the README's picture
+    browser.set_window_size(1400, 1100)
 
     (highlighted,) = browser.find_elements("css selector", "#timeline .row.diverged")
     assert "write_note" in highlighted.text

@@ -79,12 +79,12 @@
     return null;
   }
 
-  function metaTable(rows, caption) {
+  function metaTable(rows, caption, extraClass) {
     var body = rows.filter(function (row) { return row; }).map(function (row) {
       var cell = typeof row[1] === "string" ? el("td", { text: row[1] }) : el("td", null, [row[1]]);
       return el("tr", null, [el("th", { scope: "row", text: row[0] }), cell]);
     });
-    return el("table", { className: "meta" }, [el("caption", { className: "sr-only", text: caption }), el("tbody", null, body)]);
+    return el("table", { className: "meta" + (extraClass ? " " + extraClass : "") }, [el("caption", { className: "sr-only", text: caption }), el("tbody", null, body)]);
   }
 
   /* --- a virtual list: rows exist only while in view ------------------ */
@@ -303,7 +303,7 @@
       x.origin ? ["Fork origin", linkTo(x.origin)] : null,
       x.source ? ["Read from", x.source] : null,
       x.error ? ["Error", x.error.category + ": " + x.error.message] : null
-    ], "Execution summary");
+    ], "Execution summary", "summary");
   };
 
   View.prototype.legend = function () {
