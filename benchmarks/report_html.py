@@ -18,7 +18,7 @@ from typing import Any
 
 from journal import codec
 from journal import events as ev
-from journal.chain import Hasher, Row, chain_rows
+from journal.chain import Row, chain_rows, v1_genesis_link
 from journal.ids import StepId, new_execution_id, new_step_id, parse_tenant_id
 from journal.model import ErrorCategory, ExecutionError, StepSource, WaitReason
 from journal.timeline import build_timeline
@@ -100,7 +100,7 @@ def many_steps(n_steps: int, tenant: str = "tenant_bench") -> tuple[str, list[Ro
         n += 1 if n % 10 else 2
     events.append(ev.ExecutionCompleted(at=clock.tick(), output=codec.encode_value(n)))
     payloads = [codec.encode(event) for event in events]
-    return execution_id, chain_rows(Hasher(), execution_id, None, 1, payloads)
+    return execution_id, chain_rows(v1_genesis_link(execution_id), 1, payloads)
 
 
 def render_many(n_steps: int) -> tuple[str, float, int]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from journal.application import Journal
-from journal.chain import Hasher, format_head
+from journal.binding import binding_of
+from journal.chain import format_head, parse_genesis
 from journal.errors import ChainIntegrityError, ImportFormatError
 from journal.export import ScannedBlock, scan_blocks, schema_lookup_for
 from journal.flow import Flow
+from journal.keys import Keyring
 from journal.store import ListFilter, Summary
 from journal.timeline import Timeline, build_timeline
 from replay.html_report import ChainStatus, Subject
@@ -61,6 +64,24 @@ def subject_from_store(
         children=[child.execution_id for child in reversed(children)],
         replay=result,
         alg=summary.alg,
+        binding=binding_of(summary),
+        key_id=summary.key_id,
+        origin=_origin(summary.genesis, execution_id),
+    )
+
+
+def _origin(genesis: bytes | None, execution_id: str) -> dict[str, Any] | None:
+    """The fork origin a v2 genesis names (None for v1 or a fresh run)."""
+    if genesis is None:
+        return None
+    try:
+        origin = parse_genesis(genesis, execution_id).origin
+    except ChainIntegrityError:
+        return None  # the chain status already says what is wrong
+    return (
+        None
+        if origin is None
+        else {"execution_id": origin.execution_id, "seq": origin.seq}
     )
 
 
@@ -69,14 +90,14 @@ def subjects_from_file(
     flows: Sequence[Flow] = (),
     *,
     with_replay: bool = False,
-    hasher: Hasher | None = None,
+    keyring: Keyring | None = None,
 ) -> list[Subject]:
     """Every execution in an export file (blocks that fail are kept, marked)."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
-    blocks = scan_blocks(lines, hasher or Hasher.from_env(), str(path))
+    blocks = scan_blocks(lines, keyring or Keyring.from_env(), str(path))
     # Only blocks whose chain verified are replayed, and for those the
     # document was checked against its hash.
     schemas = schema_lookup_for(b for b in blocks if b.integrity_error is None)
@@ -98,9 +119,17 @@ def subjects_from_file(
                 replay=result,
                 source=block.source,
                 alg=block.header.alg,
+                binding=block.header.chain,
+                key_id=block.header.key_id,
+                origin=_origin(_genesis_bytes(block), block.header.execution_id),
             )
         )
     return subjects
+
+
+def _genesis_bytes(block: ScannedBlock) -> bytes | None:
+    genesis = block.header.genesis
+    return None if genesis is None else genesis.encode()
 
 
 def _block_chain(block: ScannedBlock) -> ChainStatus:

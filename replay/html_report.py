@@ -53,8 +53,10 @@ class ChainStatus:
 class Subject:
     """One execution to show: its timeline and what is known about it.
 
-    `ledger` and `origin` are shown when a store gives them (a ledger's
-    inclusion status; the execution and sequence a fork started from).
+    `binding` is the chain version (``v2`` binds tenant, id, flow, parent
+    and origin in its genesis; ``v1`` only the id). `ledger` and `origin`
+    are shown when known (a ledger's inclusion status; the execution and
+    sequence a fork started from, from the genesis).
     """
 
     timeline: Timeline
@@ -63,9 +65,11 @@ class Subject:
     children: Sequence[str] = ()
     replay: ReplayResult | None = None
     ledger: str | None = None
-    origin: str | None = None
+    origin: Mapping[str, Any] | None = None
     source: str | None = None
     alg: str | None = None
+    binding: str | None = None
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ def _execution_data(subject: Subject) -> dict[str, Any]:
         },
         "ledger": subject.ledger,
         "origin": subject.origin,
+        "binding": subject.binding,
+        "key_id": subject.key_id,
         "children": list(subject.children),
         "fold_error": timeline.fold_error,
         "t0": _iso(t0),

@@ -21,7 +21,7 @@ import msgspec
 
 from journal import events as ev
 from journal.application import Journal
-from journal.chain import Hasher, format_head
+from journal.chain import format_head
 from journal.errors import (
     ChainIntegrityError,
     ImportFormatError,
@@ -33,6 +33,7 @@ from journal.errors import (
 from journal.flow import Flow, StepError, ValueUpcaster, current_run
 from journal.fold import fold
 from journal.ids import ExecutionId
+from journal.keys import Keyring
 from journal.model import Execution, ExecutionError, ExecutionState
 from journal.runtime import error_from
 from journal.schema import canonical
@@ -294,7 +295,7 @@ def replay_file(
     path: Path | str,
     flows: Iterable[Flow] = (),
     *,
-    hasher: Hasher | None = None,
+    keyring: Keyring | None = None,
     fold_only: bool = False,
 ) -> BatchResult:
     """Replay every execution in an export file; no store is needed.
@@ -308,14 +309,14 @@ def replay_file(
 
     started = time.perf_counter()
     path = Path(path)
-    hasher = hasher or Hasher.from_env()
+    keyring = keyring or Keyring.from_env()
     flows = list(flows)
     if path.is_dir():
         results = [
             result
             for file in sorted(path.rglob("*.jsonl"))
             for result in replay_file(
-                file, flows, hasher=hasher, fold_only=fold_only
+                file, flows, keyring=keyring, fold_only=fold_only
             ).results
         ]
         return BatchResult(tuple(results), _ms(started))
@@ -324,7 +325,7 @@ def replay_file(
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        blocks = parse_blocks(lines, hasher, str(path))
+        blocks = parse_blocks(lines, keyring, str(path))
     except ChainIntegrityError as e:
         result = ReplayResult(
             verdict=Verdict.INTEGRITY,

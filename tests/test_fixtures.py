@@ -9,10 +9,10 @@ import msgspec
 import replay
 from fixtures import flows
 from journal import events as ev
-from journal.chain import Hasher
 from journal.export import read_blocks
 from journal.fold import fold
 from journal.ids import parse_execution_id
+from journal.keys import Keyring
 from journal.model import ExecutionState, ParentType, StepState
 from replay import BatchResult, Verdict
 
@@ -49,7 +49,7 @@ def test_legacy_step_ended() -> None:
     assert '\\"duration_s\\":' in stored
     assert "StepCompleted" not in stored
 
-    (block,) = read_blocks(path, Hasher())  # verifies the chain over those bytes
+    (block,) = read_blocks(path, Keyring())  # verifies the chain over those bytes
 
     completed = [e for e in block.events if isinstance(e, ev.StepCompleted)]
     assert len(completed) == 3
@@ -88,7 +88,7 @@ def test_schema_mismatch() -> None:
 
 def test_retried_step() -> None:
     path = FIXTURES / "retried_step.jsonl"
-    (block,) = read_blocks(path, Hasher())
+    (block,) = read_blocks(path, Keyring())
     recorded = fold(parse_execution_id(block.header.execution_id), block.events)
     first, retry = recorded.ordered_steps()[:2]
     assert first.state is StepState.FAILED
@@ -106,7 +106,7 @@ def test_retried_step() -> None:
 
 def test_child_execution() -> None:
     path = FIXTURES / "child_execution.jsonl"
-    parent_block, child_block = read_blocks(path, Hasher())
+    parent_block, child_block = read_blocks(path, Keyring())
     parent = fold(
         parse_execution_id(parent_block.header.execution_id), parent_block.events
     )
@@ -129,7 +129,7 @@ def test_child_execution() -> None:
 
 def test_waited_for_input() -> None:
     path = FIXTURES / "waited_for_input.jsonl"
-    (block,) = read_blocks(path, Hasher())
+    (block,) = read_blocks(path, Keyring())
     kinds = [type(e).__name__ for e in block.events]
     assert "ExecutionWaiting" in kinds
     assert kinds.index("InputReceived") == kinds.index("ExecutionWaiting") + 1

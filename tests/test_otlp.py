@@ -18,8 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 import journal
 from journal import Flow, RetryPolicy, StepError
-from journal.chain import Hasher
 from journal.export import histories_with_children, read_blocks
+from journal.keys import Keyring
 from journal.otlp import SCHEMA_URL, SEMCONV_VERSION, span_id, to_otlp, trace_id
 from journal.timeline import Timeline, build_timeline
 from tests.cli_support import Invoke
@@ -73,7 +73,7 @@ def flaky_main(x: int) -> int:
 def fixture_timelines(name: str) -> list[Timeline]:
     return [
         build_timeline(block.header.execution_id, block.rows)
-        for block in read_blocks(FIXTURES / name, Hasher())
+        for block in read_blocks(FIXTURES / name, Keyring())
     ]
 
 
@@ -187,7 +187,7 @@ def test_a_retry_links_to_the_span_of_the_call_it_retries() -> None:
 
 
 def test_spans_lead_back_to_the_chain_by_sequence_range_and_hash() -> None:
-    (block,) = read_blocks(FIXTURES / "clean_current.jsonl", Hasher())
+    (block,) = read_blocks(FIXTURES / "clean_current.jsonl", Keyring())
     timeline = build_timeline(block.header.execution_id, block.rows)
     spans = spans_of(to_otlp([timeline]))
     hashes = {row.seq: row.hash.hex() for row in block.rows}

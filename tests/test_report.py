@@ -165,6 +165,7 @@ def test_journal_report_writes_one_file_for_an_execution_in_the_store(
     (execution,) = island(out.read_text())["executions"]
     assert execution["id"] == orders_in_store["order"]
     assert execution["chain"]["verified"] is True
+    assert execution["binding"] == "v2"
     assert execution["flow"] == "golden_orders"
 
 

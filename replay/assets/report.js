@@ -296,11 +296,13 @@
       ["Duration", fmtMs(x.duration_ms)],
       ["Schema version", el("span", { className: "mono", text: x.schema_version || "-" })],
       ["Head", el("span", { className: "mono", text: x.head || "-" })],
-      ["Chain", x.chain.verified ? "verified (" + (x.alg || "sha256") + ")" : "BROKEN at seq " + x.chain.seq + ": " + x.chain.message],
+      ["Chain", (x.chain.verified ? "verified (" + (x.alg || "sha256") : "BROKEN at seq " + x.chain.seq + " (" + (x.alg || "sha256")) +
+        (x.binding === "v1" ? "; v1: the genesis binds only the execution id" : x.binding ? "; " + x.binding + ": the genesis binds tenant, id, flow, parent and origin" : "") +
+        (x.key_id ? "; head MAC key " + x.key_id : "") + ")" + (x.chain.verified ? "" : ": " + x.chain.message)],
       ["Ledger", x.ledger || "no ledger status recorded"],
       ["Parent", parent || "none"],
       ["Children", children],
-      x.origin ? ["Fork origin", linkTo(x.origin)] : null,
+      x.origin ? ["Fork origin", el("span", null, [linkTo(x.origin.execution_id), x.origin.seq ? " at seq " + x.origin.seq : ""])] : null,
       x.source ? ["Read from", x.source] : null,
       x.error ? ["Error", x.error.category + ": " + x.error.message] : null
     ], "Execution summary", "summary");
