@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
@@ -46,6 +46,7 @@ from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError, SigningKeyError
 from journal.keys import SIGNING_KEY_ENV, Keyring
 from journal.leases import Lease, LeaseStore, MemoryLeases
+from journal.model import elapsed_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,7 @@ class Summary:
 
     @property
     def duration_ms(self) -> int | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+        return elapsed_ms(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,13 +404,16 @@ class Store(LeaseStore, ABC):
         """A stored schema document, or None."""
 
     @abstractmethod
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         """Write whole histories in one transaction; return ids written.
 
         Rows are stored with the hashes they carry (the caller verified
-        them). A history already present with identical rows is skipped; a
-        different one under the same id raises `ConflictError` and nothing
-        is written.
+        them); `schemas` (documents by hash, each checked by the caller) are
+        written in the same transaction. A history already present with
+        identical rows is skipped; a different one under the same id raises
+        `ConflictError` and nothing is written.
         """
 
     def census(self, tenant_id: str) -> Census:
@@ -577,7 +579,9 @@ class MemoryStore(MemoryLeases, Store):
         with self._lock:
             return self._schemas.get(schema_hash)
 
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         with self._lock:
             to_write: dict[str, History] = {}
             for history in histories:
@@ -603,6 +607,8 @@ class MemoryStore(MemoryLeases, Store):
                     list(history.rows),
                     [None] * len(history.rows),
                 )
+            for schema_hash, document in (schemas or {}).items():
+                self._schemas.setdefault(schema_hash, document)
             return list(to_write)
 
     def _insert_stored(
