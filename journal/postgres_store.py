@@ -10,6 +10,7 @@ from typing import Any
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import LOG_DDL, LOGGED_SEQ_COLUMN
 from journal.sqlstore import SQLStore, redact_url
 
 _POSTGRES_SCHEMA = [
@@ -31,7 +32,8 @@ _POSTGRES_SCHEMA = [
     error BYTEA,
     alg TEXT NOT NULL,
     head_seq BIGINT NOT NULL,
-    head_hash BYTEA NOT NULL)""",
+    head_hash BYTEA NOT NULL,
+    logged_seq BIGINT NOT NULL DEFAULT -1)""",
     "CREATE INDEX IF NOT EXISTS journal_executions_by_time "
     "ON journal_executions (tenant_id, created_at)",
     "CREATE INDEX IF NOT EXISTS journal_executions_by_state "
@@ -54,8 +56,13 @@ _POSTGRES_SCHEMA = [
     schema_hash TEXT PRIMARY KEY,
     document BYTEA NOT NULL)""",
     LEASES_DDL,
+    *LOG_DDL,
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
+_LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
+_LOG_LOCK = "%s, hashtext(current_schema())"
+#: The channel a sequencer round notifies (``LISTEN journal_log``).
+LOG_CHANNEL = "journal_log"
 
 
 class PostgresStore(SQLStore):
@@ -63,6 +70,7 @@ class PostgresStore(SQLStore):
 
     P = "%s"
     LOCK_ROW = " FOR UPDATE"
+    SKIP_LOCKED = " SKIP LOCKED"
 
     def __init__(
         self, url: str, *, create: bool = True, hasher: Hasher | None = None
@@ -82,6 +90,7 @@ class PostgresStore(SQLStore):
         with self._transaction(write=True) as cur:
             if create:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                self._add_log_column(cur)
                 for statement in _POSTGRES_SCHEMA:
                     cur.execute(statement)
             else:
@@ -92,6 +101,25 @@ class PostgresStore(SQLStore):
                 if not cur.fetchone()[0]:  # written before leases existed
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
                     cur.execute(LEASES_DDL)
+                cur.execute("SELECT to_regclass('journal_log') IS NOT NULL")
+                if not cur.fetchone()[0]:  # written before the log existed
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                    self._add_log_column(cur)
+                    for statement in LOG_DDL:
+                        cur.execute(statement)
+
+    @staticmethod
+    def _add_log_column(cur: Any) -> None:
+        """Journals written before the log lack its column. ALTER only then:
+        it would lock the table against every writer on each open."""
+        cur.execute(
+            "SELECT to_regclass('journal_executions') IS NOT NULL "
+            "AND to_regclass('journal_log') IS NULL"
+        )
+        if cur.fetchone()[0]:
+            cur.execute(
+                f"ALTER TABLE journal_executions ADD COLUMN {LOGGED_SEQ_COLUMN}"
+            )
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
@@ -104,6 +132,16 @@ class PostgresStore(SQLStore):
                 raise ConflictError(f"conflicting write: {e}") from e
             except psycopg.Error as e:
                 raise StoreError(f"PostgreSQL error: {e}") from e
+
+    def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
+        if wait:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+            return True
+        cur.execute(f"SELECT pg_try_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+        return bool(cur.fetchone()[0])
+
+    def _notify_log(self, cur: Any) -> None:
+        cur.execute(f"NOTIFY {LOG_CHANNEL}")
 
     def close(self) -> None:
         with self._lock:

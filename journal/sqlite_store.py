@@ -13,6 +13,7 @@ from typing import Any
 from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import LOG_DDL, LOGGED_SEQ_COLUMN
 from journal.sqlstore import SQLStore
 
 _SQLITE_SCHEMA = """
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS journal_executions (
     error BLOB,
     alg TEXT NOT NULL,
     head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL
+    head_hash BLOB NOT NULL,
+    logged_seq INTEGER NOT NULL DEFAULT -1
 );
 CREATE INDEX IF NOT EXISTS journal_executions_by_time
     ON journal_executions (tenant_id, created_at);
@@ -103,6 +105,7 @@ class SQLiteStore(SQLStore):
             else:
                 self._require_tables()
                 self._add_leases_table()
+            self._add_log_tables()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
 
@@ -118,6 +121,17 @@ class SQLiteStore(SQLStore):
         (a read-only file is left alone: it will not be run from)."""
         with suppress(sqlite3.OperationalError):
             self._conn.execute(LEASES_DDL)
+
+    def _add_log_tables(self) -> None:
+        """The store-wide log's tables (and its column, for journals written
+        before it); a read-only file is left alone."""
+        with suppress(sqlite3.OperationalError):
+            self._conn.execute(
+                f"ALTER TABLE journal_executions ADD COLUMN {LOGGED_SEQ_COLUMN}"
+            )
+        with suppress(sqlite3.OperationalError):
+            for statement in LOG_DDL:
+                self._conn.execute(statement)
 
     def _time_in(self, value: datetime | None) -> Any:
         # Times are stored and compared as text: normalise aware times to UTC

@@ -34,6 +34,7 @@ from journal.errors import ConflictError
 from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.sql_leases import SQLLeases
+from journal.sql_log import SQLLog
 from journal.store import (
     Head,
     History,
@@ -60,7 +61,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(SQLLeases, Store):
+class SQLStore(SQLLeases, SQLLog, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder

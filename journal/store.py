@@ -33,6 +33,7 @@ from journal.chain import Hasher, chain_rows
 from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError
 from journal.leases import Lease, LeaseStore, MemoryLeases
+from journal.log import LogStore, MemoryLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,7 @@ def generic_summary(
     )
 
 
-class Store(LeaseStore, ABC):
+class Store(LeaseStore, LogStore, ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
@@ -312,12 +313,25 @@ class _MemoryExecution:
     topics: list[str | None] = field(default_factory=list)
     snapshots: dict[int, bytes] = field(default_factory=dict)
 
+    @property
+    def tenant_id(self) -> str:
+        return self.summary.tenant_id
 
-class MemoryStore(MemoryLeases, Store):
+    @property
+    def execution_id(self) -> str:
+        return self.summary.execution_id
+
+    def event(self, index: int) -> tuple[str | None, bytes, bytes, int]:
+        row = self.rows[index]
+        return self.topics[index], row.payload, row.hash, row.seq
+
+
+class MemoryStore(MemoryLeases, MemoryLog, Store):
     """A store in this process's memory: for tests and examples."""
 
     def __init__(self, url: str = "memory://", hasher: Hasher | None = None) -> None:
         MemoryLeases.__init__(self)
+        MemoryLog.__init__(self)
         self.url = url
         self.hasher = hasher or Hasher.from_env()
         self._lock = threading.RLock()
@@ -347,6 +361,7 @@ class MemoryStore(MemoryLeases, Store):
             target.rows.extend(rows)
             target.topics.extend(topics or [None] * len(rows))
             self._executions[summary.execution_id] = target
+            self._log_appended(target, len(target.rows) - len(rows), len(rows))
             return new
 
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
@@ -423,11 +438,11 @@ class MemoryStore(MemoryLeases, Store):
                         "under this id"
                     )
             for history in to_write.values():
-                self._executions[history.summary.execution_id] = _MemoryExecution(
-                    history.summary,
-                    list(history.rows),
-                    [None] * len(history.rows),
+                written = _MemoryExecution(
+                    history.summary, list(history.rows), [None] * len(history.rows)
                 )
+                self._executions[history.summary.execution_id] = written
+                self._log_appended(written, 0, len(history.rows))
             return list(to_write)
 
     def _insert_stored(
@@ -457,6 +472,7 @@ class MemoryStore(MemoryLeases, Store):
                 target.rows.extend(rows)
                 target.topics.extend(e.topic for e in events)
                 self._executions[execution_id] = target
+                self._log_appended(target, len(target.rows) - len(rows), len(rows))
 
     def _select_stored(
         self, execution_id: str, tenant_id: str, gt: int | None, lte: int | None
