@@ -1,15 +1,20 @@
 """The store-wide log in the SQL backends (see `journal.log` for the design).
 
-Writers append events without a position. A *sequencer* round, run by
-whoever reads the log, numbers what has committed since the last round: it
-picks the executions whose head is past their ``logged_seq`` (a partial index
-holds only those), gives each one range of positions after the largest so
-far, in execution-key order, and moves ``logged_seq`` to the head, all in one
-transaction. Rounds are serialised (SQLite: the write lock; PostgreSQL: an
-advisory lock a round *tries*, so a busy sequencer is never waited for) and a
-round only sees committed rows, so every position it hands out is above every
-position a follower can already have read: nothing is filled in behind a
-follower, however late a writer commits. Writers take no lock of the log.
+Writers append events without a position; in the same transaction they mark
+the execution in ``journal_log_pending`` (one row per execution, whatever
+the number of appends). A *sequencer* round, run by whoever reads the log,
+numbers what has committed since the last round: for each pending execution
+it gives the events after ``journal_log_heads.logged_seq`` one range of
+positions after the largest so far, in execution-key order, moves
+``logged_seq`` and removes the mark, all in one transaction. Rounds are
+serialised (SQLite: the write lock; PostgreSQL: an advisory lock a round
+*tries*, so a busy sequencer is never waited for). A round only sees
+committed rows and locks the execution rows it numbers (skipping those a
+writer holds: they are numbered next round), so every position it hands out
+is above every position a follower can already have read: nothing is filled
+in behind a follower, however late a writer commits. Writers of different
+executions share no lock; a round and a writer of the same execution wait
+for each other at most one short transaction.
 
 ``journal_log`` holds one row per numbered range: ``position`` (the first
 position), the execution's key and the range of sequence numbers.
@@ -31,15 +36,22 @@ LOG_DDL = (
     "exec_key BIGINT NOT NULL, "
     "first_seq BIGINT NOT NULL, "
     "last_seq BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS journal_executions_unlogged "
-    "ON journal_executions (exec_key) WHERE head_seq > logged_seq",
+    "CREATE TABLE IF NOT EXISTS journal_log_pending (exec_key BIGINT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS journal_log_heads ("
+    "exec_key BIGINT PRIMARY KEY, "
+    "logged_seq BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS journal_tracking ("
     "application_name TEXT PRIMARY KEY, "
     "notification_id BIGINT NOT NULL)",
 )
-#: Added to ``journal_executions`` of journals written before the log.
-LOGGED_SEQ_COLUMN = "logged_seq BIGINT NOT NULL DEFAULT -1"
-
+_PENDING = (
+    "SELECT p.exec_key, (SELECT min(e.seq) FROM journal_events e "
+    "WHERE e.exec_key = p.exec_key AND e.seq > coalesce(h.logged_seq, -1)), "
+    "x.head_seq FROM journal_log_pending p "
+    "JOIN journal_executions x ON x.exec_key = p.exec_key "
+    "LEFT JOIN journal_log_heads h ON h.exec_key = p.exec_key "
+    "ORDER BY p.exec_key"
+)
 _LAST_POSITION = (
     "SELECT position + last_seq - first_seq FROM journal_log "
     "ORDER BY position DESC LIMIT 1"
@@ -58,7 +70,7 @@ _ENTRIES = (
 class SQLLog:
     """The log methods of `journal.sqlstore.SQLStore`."""
 
-    LOCK_ROW: str
+    LOCK_OF_EXECUTIONS = ""  # locks the execution rows a round numbers
     SKIP_LOCKED = ""
 
     def _transaction(self, write: bool) -> AbstractContextManager[Any]:
@@ -74,6 +86,16 @@ class SQLLog:
     def _notify_log(self, cur: Any) -> None:
         """Tell listening followers that positions were handed out."""
 
+    def _mark_unlogged(self, cur: Any, key: int) -> None:
+        """Inside a write: the execution has events the log has not numbered."""
+        cur.execute(
+            self._q(
+                "INSERT INTO journal_log_pending (exec_key) VALUES (?) "
+                "ON CONFLICT (exec_key) DO NOTHING"
+            ),
+            (key,),
+        )
+
     def sequence_log(self, *, wait: bool = False) -> int:
         """Number what has committed since the last round; return how many.
 
@@ -85,15 +107,14 @@ class SQLLog:
         with self._transaction(write=True) as cur:
             if not self._sequencer_lock(cur, wait):
                 return 0
-            cur.execute(
-                "SELECT x.exec_key, (SELECT min(seq) FROM journal_events e "
-                "WHERE e.exec_key = x.exec_key AND e.seq > x.logged_seq), x.head_seq "
-                "FROM journal_executions x WHERE x.head_seq > x.logged_seq "
-                "ORDER BY x.exec_key"
-                + self.LOCK_ROW
-                + ("" if wait else self.SKIP_LOCKED)
+            locking = self.LOCK_OF_EXECUTIONS + ("" if wait else self.SKIP_LOCKED)
+            cur.execute(_PENDING + locking)
+            found_rows = cur.fetchall()
+            pending = [row for row in found_rows if row[1] is not None]
+            stale = [(row[0],) for row in found_rows if row[1] is None]
+            cur.executemany(
+                self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"), stale
             )
-            pending = cur.fetchall()
             if not pending:
                 return 0
             cur.execute(_LAST_POSITION)
@@ -103,27 +124,33 @@ class SQLLog:
             for key, first, head in pending:
                 ranges.append((position, key, first, head))
                 position += head - first + 1
-            cur.executemany(
-                self._q(
-                    "INSERT INTO journal_log (position, exec_key, first_seq, last_seq) "
-                    "VALUES (?, ?, ?, ?)"
-                ),
-                ranges,
-            )
-            cur.executemany(
-                self._q(
-                    "UPDATE journal_executions SET logged_seq = ? WHERE exec_key = ?"
-                ),
-                [(head, key) for _, key, _, head in ranges],
-            )
+            self._record_ranges(cur, ranges)
             self._notify_log(cur)
         return sum(last - first + 1 for _, _, first, last in ranges)
 
+    def _record_ranges(self, cur: Any, ranges: list[tuple[int, int, int, int]]) -> None:
+        cur.executemany(
+            self._q(
+                "INSERT INTO journal_log (position, exec_key, first_seq, last_seq) "
+                "VALUES (?, ?, ?, ?)"
+            ),
+            ranges,
+        )
+        cur.executemany(
+            self._q(
+                "INSERT INTO journal_log_heads (exec_key, logged_seq) VALUES (?, ?) "
+                "ON CONFLICT (exec_key) DO UPDATE SET logged_seq = excluded.logged_seq"
+            ),
+            [(key, last) for _, key, _, last in ranges],
+        )
+        cur.executemany(
+            self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"),
+            [(key,) for _, key, _, _ in ranges],
+        )
+
     def _has_unlogged(self) -> bool:
         with self._transaction(write=False) as cur:
-            cur.execute(
-                "SELECT 1 FROM journal_executions WHERE head_seq > logged_seq LIMIT 1"
-            )
+            cur.execute("SELECT 1 FROM journal_log_pending LIMIT 1")
             return cur.fetchone() is not None
 
     def read_log(
