@@ -117,6 +117,7 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_store,
         commands_transfer,
     )
 
@@ -127,6 +128,7 @@ def _register() -> None:
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_store,
     ):
         module.register(cli)
 
