@@ -10,9 +10,10 @@ from typing import Any
 from journal.errors import ConflictError, StoreError
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
-from journal.sql_log import LOG_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
 
+_LOG_DDL = log_ddl("BIGINT")
 _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_executions (
     exec_key BIGSERIAL PRIMARY KEY,
@@ -109,7 +110,7 @@ END $$""",
     "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_index_append_only()",
     "INSERT INTO journal_meta (name, value) VALUES ('layout', '2') "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    *LOG_DDL,  # the store-wide log (journal.sql_log)
+    *_LOG_DDL,  # the store-wide log (journal.sql_log)
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 _LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
@@ -159,7 +160,7 @@ class PostgresStore(SQLStore):
                 return
         with self._transaction(write=True) as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-            for statement in LOG_DDL:
+            for statement in _LOG_DDL:
                 cur.execute(statement)
 
     def _read_layout(self, cur: Any) -> int:

@@ -30,20 +30,26 @@ from journal.errors import ConflictError
 from journal.log import LogEntry
 from journal.packing import unpack
 
-LOG_DDL = (
-    "CREATE TABLE IF NOT EXISTS journal_log ("
-    "position BIGINT PRIMARY KEY, "
-    "exec_key BIGINT NOT NULL, "
-    "first_seq BIGINT NOT NULL, "
-    "last_seq BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS journal_log_pending (exec_key BIGINT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS journal_log_heads ("
-    "exec_key BIGINT PRIMARY KEY, "
-    "logged_seq BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS journal_tracking ("
-    "application_name TEXT PRIMARY KEY, "
-    "notification_id BIGINT NOT NULL)",
-)
+
+def log_ddl(key_type: str) -> tuple[str, ...]:
+    """The log's tables; `key_type` is the position column's type (SQLite's
+    ``INTEGER`` makes it the rowid: no second index)."""
+    return (
+        "CREATE TABLE IF NOT EXISTS journal_log ("
+        f"position {key_type} PRIMARY KEY, "
+        "exec_key BIGINT NOT NULL, "
+        "first_seq BIGINT NOT NULL, "
+        "last_seq BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS journal_log_pending (exec_key BIGINT PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS journal_log_heads ("
+        "exec_key BIGINT PRIMARY KEY, "
+        "logged_seq BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS journal_tracking ("
+        "application_name TEXT PRIMARY KEY, "
+        "notification_id BIGINT NOT NULL)",
+    )
+
+
 _PENDING = (
     "SELECT p.exec_key, (SELECT min(e.seq) FROM journal_events e "
     "WHERE e.exec_key = p.exec_key AND e.seq > coalesce(h.logged_seq, -1)), "
@@ -51,6 +57,10 @@ _PENDING = (
     "JOIN journal_executions x ON x.exec_key = p.exec_key "
     "LEFT JOIN journal_log_heads h ON h.exec_key = p.exec_key "
     "ORDER BY p.exec_key"
+)
+_LAST_RANGE = (
+    "SELECT position, exec_key, first_seq, last_seq FROM journal_log "
+    "ORDER BY position DESC LIMIT 1"
 )
 _LAST_POSITION = (
     "SELECT position + last_seq - first_seq FROM journal_log "
@@ -117,18 +127,30 @@ class SQLLog:
             )
             if not pending:
                 return 0
-            cur.execute(_LAST_POSITION)
-            found = cur.fetchone()
-            position = (found[0] if found else 0) + 1
+            cur.execute(_LAST_RANGE)
+            last = cur.fetchone()
+            position = (last[0] + last[3] - last[2] if last else 0) + 1
             ranges = []
             for key, first, head in pending:
                 ranges.append((position, key, first, head))
                 position += head - first + 1
-            self._record_ranges(cur, ranges)
+            self._record_ranges(cur, ranges, last)
             self._notify_log(cur)
         return sum(last - first + 1 for _, _, first, last in ranges)
 
-    def _record_ranges(self, cur: Any, ranges: list[tuple[int, int, int, int]]) -> None:
+    def _record_ranges(
+        self, cur: Any, ranges: list[tuple[int, int, int, int]], last: Any
+    ) -> None:
+        """Store the round's ranges; a range that continues the last one (same
+        execution, next sequence) extends it instead: one busy execution
+        followed closely costs one row, not one per round."""
+        updates = [(key, head) for _, key, _, head in ranges]
+        if last is not None and (last[1], last[3] + 1) == ranges[0][1:3]:
+            cur.execute(
+                self._q("UPDATE journal_log SET last_seq = ? WHERE position = ?"),
+                (ranges[0][3], last[0]),
+            )
+            ranges = ranges[1:]
         cur.executemany(
             self._q(
                 "INSERT INTO journal_log (position, exec_key, first_seq, last_seq) "
@@ -141,11 +163,11 @@ class SQLLog:
                 "INSERT INTO journal_log_heads (exec_key, logged_seq) VALUES (?, ?) "
                 "ON CONFLICT (exec_key) DO UPDATE SET logged_seq = excluded.logged_seq"
             ),
-            [(key, last) for _, key, _, last in ranges],
+            updates,
         )
         cur.executemany(
             self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"),
-            [(key,) for _, key, _, _ in ranges],
+            [(key,) for key, _ in updates],
         )
 
     def _has_unlogged(self) -> bool:

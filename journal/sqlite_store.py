@@ -13,7 +13,7 @@ from typing import Any
 from journal.errors import ConflictError, StoreError
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
-from journal.sql_log import LOG_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore
 
 _SQLITE_SCHEMA = """
@@ -102,7 +102,7 @@ INSERT INTO journal_meta (name, value) VALUES ('layout', '2')
 """
 # The store-wide log (journal.sql_log): created with a store, or on first open
 # of one written before it.
-_SQLITE_LOG = "".join(f"{statement};\n" for statement in LOG_DDL)
+_SQLITE_LOG = "".join(f"{statement};\n" for statement in log_ddl("INTEGER"))
 _SQLITE_MIGRATE_COLUMNS = (
     "ALTER TABLE journal_executions ADD COLUMN genesis BLOB",
     "ALTER TABLE journal_executions ADD COLUMN key_id TEXT",
