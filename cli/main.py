@@ -117,6 +117,7 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_report,
         commands_store,
         commands_transfer,
     )
@@ -128,6 +129,7 @@ def _register() -> None:
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_report,
         commands_store,
     ):
         module.register(cli)
