@@ -115,6 +115,7 @@ def _register() -> None:
         commands_compare,
         commands_control,
         commands_demo,
+        commands_log,
         commands_read,
         commands_replay,
         commands_report,
@@ -133,6 +134,7 @@ def _register() -> None:
         commands_control,
         commands_report,
         commands_store,
+        commands_log,
     ):
         module.register(cli)
 
