@@ -192,19 +192,29 @@ class LogSubscription(Subscription[LogRecorder]):
 class StoreTrackingRecorder(TrackingRecorder):
     """eventsourcing's tracking recorder: one row per follower in the store."""
 
+    #: Prefixed to the followed application's name in the tracking table, so
+    #: that each kind of view keeps its own position.
+    view_name = ""
+
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def tracking_key(self, application_name: str) -> str:
+        """The tracking table's key for this view following `application_name`."""
+        if not self.view_name:
+            return application_name
+        return f"{self.view_name}:{application_name}"
 
     def insert_tracking(self, tracking: Tracking) -> None:
         try:
             self.store.insert_tracking(
-                tracking.application_name, tracking.notification_id
+                self.tracking_key(tracking.application_name), tracking.notification_id
             )
         except ConflictError as e:
             raise RecordConflictError(str(e)) from e
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        return self.store.max_tracking_id(application_name)
+        return self.store.max_tracking_id(self.tracking_key(application_name))
 
 
 class _NoTranscoder(Transcoder):

@@ -121,6 +121,7 @@ _LOG_LOCK = "%s, hashtext(current_schema())"
 class PostgresStore(SQLStore):
     """The server for teams: many processes and machines append concurrently."""
 
+    BLOB = "BYTEA"
     LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
     SKIP_LOCKED = " SKIP LOCKED"
 
