@@ -115,6 +115,7 @@ def _register() -> None:
         commands_compare,
         commands_control,
         commands_demo,
+        commands_ledger,
         commands_log,
         commands_read,
         commands_replay,
@@ -135,6 +136,7 @@ def _register() -> None:
         commands_report,
         commands_store,
         commands_log,
+        commands_ledger,
     ):
         module.register(cli)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,10 @@ __all__ = [
     "Consistency",
     "LedgerHead",
     "check_origin",
+    "ledger_problems",
     "load_signer",
     "prove_consistency",
+    "store_problems",
     "tenant_origin",
     "write_key_file",
 ]
@@ -141,3 +144,47 @@ def prove_consistency(
     else:
         verify_consistency(old.size, new.size, old.root, new.root, proof)
     return Consistency(old, new, proof)
+
+
+def store_problems(
+    sealed: dict[str, LedgerHead],
+    lookup: Callable[[str, int], tuple[int, bytes | None] | None],
+) -> list[tuple[str, str]]:
+    """What the store no longer holds of what the ledger sealed.
+
+    `lookup(execution_id, seq)` gives the execution's current head sequence
+    and the link stored at `seq` (None if absent), or None if the execution
+    is gone. Returns (execution id, problem) pairs: deleted, truncated
+    behind its sealed head, or rewritten (another link at the sealed head).
+    """
+    problems = []
+    for execution_id, head in sorted(sealed.items()):
+        found = lookup(execution_id, head.head_seq)
+        if found is None:
+            problems.append((execution_id, f"sealed at {head.head_seq}, now deleted"))
+            continue
+        head_seq, link = found
+        if head_seq < head.head_seq or link is None:
+            problems.append(
+                (execution_id, f"truncated: head {head_seq}, sealed {head.head_seq}")
+            )
+        elif link != head.head_link:
+            problems.append(
+                (
+                    execution_id,
+                    f"rewritten: event {head.head_seq} is not the one sealed",
+                )
+            )
+    return problems
+
+
+def ledger_problems(
+    leaves: list[bytes], checkpoints: list[tuple[int, bytes, str]]
+) -> list[str]:
+    """Checkpoints whose root the stored leaves no longer give."""
+    tree = MerkleTree([leaf_hash(leaf) for leaf in leaves])
+    problems = []
+    for size, root, _ in checkpoints:
+        if size > tree.size or tree.root(size) != root:
+            problems.append(f"the stored leaves do not give checkpoint {size}'s root")
+    return problems

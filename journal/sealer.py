@@ -31,7 +31,11 @@ from journal.persistence import JournalLog, LoggedEvent, StoreTrackingRecorder
 from journal.signednote import Signer
 from journal.sqlstore import SQLStore
 
-__all__ = ["LedgerView", "SealReport", "Sealer", "sealer_runner"]
+__all__ = ["LedgerView", "SealReport", "Sealer", "run_sealer", "sealer_runner"]
+
+
+#: How long a one-shot seal waits for the sealer to reach its target.
+SEAL_TIMEOUT_S = 3600.0
 
 
 class LedgerView(StoreTrackingRecorder):
@@ -154,3 +158,24 @@ def sealer_runner(url: str) -> ProjectionRunner[JournalLog, LedgerView]:
         view_class=LedgerView,
         env=env,
     )
+
+
+def run_sealer(url: str, target: int | None, *, follow: bool = False) -> SealReport:
+    """Run the sealer until it has sealed up to position `target` (or, with
+    `follow`, until interrupted); return its report.
+
+    The runner's view store is closed here: eventsourcing's runner closes
+    the application it built, not the view's infrastructure.
+    """
+    runner = sealer_runner(url)
+    try:
+        with runner:
+            if follow:
+                runner.run_forever()
+            elif target is not None:
+                runner.wait(target, timeout=SEAL_TIMEOUT_S)
+            sealer = runner.projection
+            assert isinstance(sealer, Sealer)
+            return sealer.report
+    finally:
+        runner.view.store.close()

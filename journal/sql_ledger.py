@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from journal.errors import ConflictError, StoreError
-from journal.ledger import LedgerHead
+from journal.ledger import LedgerHead, ledger_problems, store_problems
 
 
 def ledger_ddl(blob: str) -> tuple[str, ...]:
@@ -142,6 +142,34 @@ class SQLLedger:
                 (tenant_id,),
             )
             return [(int(s), bytes(r), str(n)) for s, r, n in cur.fetchall()]
+
+    def has_ledger(self) -> bool:
+        """Whether `journal ledger init` was run on this store."""
+        try:
+            self.ledger_origin()
+        except StoreError:
+            return False
+        return True
+
+    def ledger_audit(self, tenant_id: str) -> list[tuple[str, str]]:
+        """(execution id or "ledger", problem) for every sealed head the
+        store no longer holds and every checkpoint the leaves do not give."""
+        if not self.has_ledger():
+            return []
+        sealed = self.sealed_heads(tenant_id)
+
+        def lookup(execution_id: str, seq: int) -> tuple[int, bytes | None] | None:
+            summary = self.get_summary(execution_id, tenant_id)  # type: ignore[attr-defined]
+            if summary is None:
+                return None
+            rows = self.load_rows(execution_id, tenant_id, seq - 1, seq)  # type: ignore[attr-defined]
+            return int(summary.head_seq), rows[0].hash if rows else None
+
+        problems = store_problems(sealed, lookup)
+        checkpoints = self.ledger_checkpoints(tenant_id)
+        leaves = self.ledger_leaves(tenant_id)
+        problems += [("ledger", p) for p in ledger_problems(leaves, checkpoints)]
+        return problems
 
     def ledger_tenants(self) -> list[str]:
         """Tenants that have a ledger."""
