@@ -117,17 +117,21 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_report,
         commands_store,
         commands_transfer,
+        commands_verify,
     )
 
     for module in (
         commands_demo,
         commands_replay,
         commands_read,
+        commands_verify,
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_report,
         commands_store,
     ):
         module.register(cli)
