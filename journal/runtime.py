@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from journal import events as ev
+from journal.approvals import wait_digest
 from journal.calls import call_key, current_step_key
 from journal.errors import (
     ConflictError,
     FlowDefinitionError,
     InvalidTransitionError,
     JournalError,
+    NondeterminismError,
 )
 from journal.flow import Flow, StepDef, StepError, categorize, current_run
 from journal.ids import StepId, new_execution_id
@@ -38,6 +41,7 @@ from journal.model import (
     StepType,
 )
 from journal.schema import canonical
+from journal.waits import WaitRequest, answer, differs
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -84,6 +88,7 @@ class LiveRun:
         self.paths: list[tuple[int, ...]] = [()]
         self.calls_made: dict[tuple[int, ...], int] = {}
         self.journal_failure: JournalError | None = None
+        self.waits_seen = 0
 
     def next_call_path(self) -> tuple[int, ...]:
         """The identity of the call being made: its ordinal among the calls
@@ -183,6 +188,44 @@ class LiveRun:
         with self._guard():
             self.handle.record_value(kind, msgspec.Raw(raw))
         return msgspec.json.decode(raw, type=type_)
+
+    def wait_for(self, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` from the record, or record the wait
+        and halt the run (it ends Waiting; a resume answers it)."""
+        if self.stack:
+            raise RuntimeError("journal.wait_for() cannot be called inside a step")
+        ordinal = self.waits_seen
+        self.waits_seen += 1
+        state = self.handle.state
+        digest = wait_digest(
+            state.id, ordinal, request.reason.value, request.prompt, request.action
+        )
+        if ordinal < len(state.waits):
+            wait = state.waits[ordinal]
+            why = differs(wait, request, digest)
+            if why is not None:
+                failure = NondeterminismError(f"{state.id} seq {wait.seq}: {why}")
+                self.journal_failure = self.journal_failure or failure
+                raise failure
+            if wait.answer is None:
+                raise Halt
+            return answer(wait.answer, request.type_)
+        from journal.application import utc_now
+
+        now = utc_now()
+        with self._guard():
+            self.handle.record(
+                ev.ExecutionWaiting(
+                    at=now,
+                    reason=request.reason,
+                    prompt=request.prompt,
+                    action=msgspec.Raw(request.action),
+                    digest=digest,
+                    timeout_at=now + request.timeout if request.timeout else None,
+                    require_approver=request.require_approver,
+                )
+            )
+        raise Halt
 
     def run_child(
         self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from journal.approvals import wait_digest
 from journal.errors import FlowDefinitionError
 from journal.flow import Flow, StepDef, StepError, ValueUpcaster
 from journal.ids import StepId
@@ -29,6 +30,7 @@ from journal.model import (
 )
 from journal.runtime import error_from
 from journal.schema import canonical
+from journal.waits import WaitRequest, answer, differs
 from replay.report import Divergence, step_view, value_view
 
 
@@ -70,6 +72,7 @@ class ReplayRun:
         self.upcast = upcast
         self.cursor = 0
         self.value_cursor = 0
+        self.wait_cursor = 0
         self.stack: list[StepId] = []
         self.divergence: Divergence | None = None
         self.record_ended = False
@@ -327,6 +330,37 @@ class ReplayRun:
         self.value_cursor += 1
         value = self.upcast_bytes(f"journal.{kind}", "value", recorded.value)
         return msgspec.json.decode(value, type=type_)
+
+    def wait_for(self, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` as recorded (the record may end
+        waiting: then the re-run ends there)."""
+        ordinal = self.wait_cursor
+        waits = self.recorded.waits
+        if ordinal >= len(waits):
+            if self.open_ended:
+                raise self.end_of_record()
+            raise self.diverge(
+                Divergence(
+                    index=self.cursor,
+                    reason=f"journal.wait_for({request.reason.value}) was called, "
+                    "but the record has no further wait",
+                )
+            )
+        self.wait_cursor += 1
+        wait = waits[ordinal]
+        digest = wait_digest(
+            self.recorded.id,
+            ordinal,
+            request.reason.value,
+            request.prompt,
+            request.action,
+        )
+        why = differs(wait, request, digest)
+        if why is not None:
+            raise self.diverge(Divergence(index=self.cursor, reason=why))
+        if wait.answer is None:
+            raise self.end_of_record()
+        return answer(wait.answer, request.type_)
 
     def run_child(
         self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
