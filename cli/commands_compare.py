@@ -8,6 +8,7 @@ import click
 
 from cli.errors import CliError
 from cli.options import App, command
+from cli.params import EXECUTION_ID
 from cli.views import compact, decoded, error_view
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ def print_schema(app: App, flows: list[Any]) -> None:
 
 def register(group: click.Group) -> None:
     @command(group, "diff")
-    @click.argument("execution_a")
-    @click.argument("execution_b")
+    @click.argument("execution_a", type=EXECUTION_ID)
+    @click.argument("execution_b", type=EXECUTION_ID)
     def diff_command(app: App, execution_a: str, execution_b: str) -> None:
         """Compare two executions step by step (exit 0 either way)."""
         with app.open() as journal_:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from cli.options import App, command
+from cli.params import EXECUTION_ID
 
 
 def register(group: click.Group) -> None:
     @command(group, "pause")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option("--reason", metavar="TEXT", help="Why (recorded).")
     def pause_command(app: App, execution_id: str, reason: str | None) -> None:
         """Pause a running execution: its process stops at its next step
@@ -24,7 +25,7 @@ def register(group: click.Group) -> None:
         click.echo(f"{execution.id} Paused")
 
     @command(group, "cancel")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option("--reason", metavar="TEXT", required=True, help="Why (recorded).")
     @click.option(
         "--no-cascade", is_flag=True, help="Leave unfinished children running."

@@ -9,7 +9,7 @@ import click
 
 from cli.errors import exit_code_for, message_for
 from cli.options import App, command
-from cli.params import HeadParam, filter_options, list_filter
+from cli.params import EXECUTION_ID, HeadParam, filter_options, list_filter
 from cli.views import (
     compact,
     duration,
@@ -199,7 +199,7 @@ def register(group: click.Group) -> None:
             app.out.note(f"journal: showing the newest {DEFAULT_LIMIT}; use --limit N")
 
     @command(group, "show")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option("--at", type=click.IntRange(min=1), help="State after event N.")
     @click.option("--events", is_flag=True, help="Also the raw events.")
     def show_command(app: App, execution_id: str, at: int | None, events: bool) -> None:
@@ -240,7 +240,7 @@ def register(group: click.Group) -> None:
             raise broken
 
     @command(group, "verify")
-    @click.argument("execution_id", required=False)
+    @click.argument("execution_id", required=False, type=EXECUTION_ID)
     @click.option("--all", "all_", is_flag=True, help="Every execution.")
     @click.option("--expect-head", type=HeadParam(), help="The head printed earlier.")
     def verify_command(

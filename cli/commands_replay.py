@@ -10,7 +10,7 @@ import click
 
 from cli.errors import batch_exit_code
 from cli.options import App, command
-from cli.params import any_filter, filter_options, list_filter
+from cli.params import EXECUTION_ID, any_filter, filter_options, list_filter
 from cli.views import compact
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def replay_file(app: App, path: Path, fold_only: bool) -> BatchResult:
 
 def register(group: click.Group) -> None:
     @command(group, "replay")
-    @click.argument("execution_id", required=False)
+    @click.argument("execution_id", required=False, type=EXECUTION_ID)
     @click.option("--all", "all_", is_flag=True, help="Every execution selected.")
     @filter_options
     @click.option(

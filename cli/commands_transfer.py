@@ -1,4 +1,4 @@
-"""``export`` and ``import``: the JSONL format of DESIGN.md §10."""
+"""``export`` and ``import``: the JSONL format of docs/design.md §9."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli.options import App, command
+from cli.params import EXECUTION_ID
 
 
 def _blocks(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def import_(app: App, files: tuple[Path, ...]) -> None:
 
 def register(group: click.Group) -> None:
     @command(group, "export")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option(
         "-o",
         "--output",

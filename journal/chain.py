@@ -1,4 +1,4 @@
-"""The per-execution hash chain (DESIGN.md §6).
+"""The per-execution hash chain (docs/design.md §5).
 
 ``h_0 = H("journal-chain/v1\\0" + execution_id)`` and
 ``h_n = H(h_{n-1} + seq_n as 8-byte big-endian + payload_n)``, where H is

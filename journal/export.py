@@ -137,6 +137,13 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
         if not lines[number].strip():
             number += 1
             continue
+        if blocks and _is_event_line(lines[number]):
+            previous = blocks[-1].header
+            raise ChainIntegrityError(
+                f"{source}:{number + 1}: {previous.execution_id}: the header says "
+                f"{previous.events} events but more event lines follow",
+                seq=previous.events + 1,
+            )
         header = _parse_header(lines[number], f"{source}:{number + 1}")
         first = number + 1
         present = len(lines) - first
@@ -147,10 +154,7 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
                 "(truncated)",
                 seq=present + 1,
             )
-        rows = [
-            _parse_row(lines[i], f"{source}:{i + 1}")
-            for i in range(first, first + header.events)
-        ]
+        rows = _parse_rows(lines, first, header, source)
         block = Block(header, rows, source=f"{source}:{number + 1}")
         _verify_block(block, hasher, source, first)
         blocks.append(block)
@@ -158,6 +162,42 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
     if not blocks:
         raise ImportFormatError(f"{source}: no export block in the file")
     return blocks
+
+
+def _parse_rows(
+    lines: Sequence[bytes], first: int, header: Header, source: str
+) -> list[Row]:
+    rows = []
+    for i in range(first, first + header.events):
+        if _is_header_line(lines[i]):
+            # The count is part of what the chain commits to (exit 6), and
+            # the next block's header is not to blame.
+            raise ChainIntegrityError(
+                f"{source}:{i + 1}: {header.execution_id}: the header says "
+                f"{header.events} events but the next block starts after "
+                f"{i - first}",
+                seq=i - first + 1,
+            )
+        rows.append(_parse_row(lines[i], f"{source}:{i + 1}"))
+    return rows
+
+
+def _is_header_line(line: bytes) -> bool:
+    # An event line carries its payload as a JSON string, where quotes are
+    # escaped: an unescaped "format" key only appears in a header.
+    if b'"format"' not in line:
+        return False
+    try:
+        return isinstance(_header_decoder.decode(line), Header)
+    except msgspec.DecodeError:
+        return False
+
+
+def _is_event_line(line: bytes) -> bool:
+    try:
+        return isinstance(_line_decoder.decode(line), EventLine)
+    except msgspec.DecodeError:
+        return False
 
 
 def _parse_header(line: bytes, where: str) -> Header:

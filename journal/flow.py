@@ -445,7 +445,7 @@ def uuid4() -> Any:
 
 
 def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
-    """DESIGN.md §7's mapping from an exception to an error category."""
+    """The mapping from an exception to an error category (docs/design.md §7)."""
     if isinstance(exc, StepError):
         return exc.category
     if isinstance(exc, TimeoutError):

@@ -3,7 +3,8 @@
 One module per backend holds its dialect, DDL and connection handling:
 `journal.sqlite_store` (the embedded default) and `journal.postgres_store`.
 
-Row layout (chosen for DESIGN.md §11's storage and read targets):
+Row layout (chosen for the storage and read targets of docs/design.md §12;
+the layout itself is described in §6):
 
 * ``journal_executions``: one row per execution, keyed by a small integer
   ``exec_key``; holds the text id once, the tenant, the index columns and

@@ -26,6 +26,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url)
 
 
+def check_url(url: str) -> str:
+    """Refuse a URL no backend accepts (`StoreError`), without opening it."""
+    if url.startswith(("postgresql://", "postgres://", "memory://")):
+        return url
+    if sqlite_path(url) is None:
+        raise StoreError(
+            f"unsupported journal URL {url!r}: use sqlite:///file.db, "
+            "postgresql://… or memory://"
+        )
+    return url
+
+
 def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -> Store:
     """Open the store a URL names.
 
@@ -48,12 +60,8 @@ def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -
                     raise StoreError(f"no journal at {url}")
                 _memory_stores[name] = MemoryStore(url, hasher=hasher)
             return _memory_stores[name]
-    path = sqlite_path(url)
-    if path is None:
-        raise StoreError(
-            f"unsupported journal URL {url!r}: use sqlite:///file.db, "
-            "postgresql://… or memory://"
-        )
+    path = sqlite_path(check_url(url))
+    assert path is not None  # check_url refused every other scheme
     from journal.sqlite_store import SQLiteStore
 
     return SQLiteStore(path, create=create, hasher=hasher, url=url)
