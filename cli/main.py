@@ -113,6 +113,7 @@ def cli() -> None:
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_continue,
         commands_control,
         commands_demo,
         commands_read,
@@ -127,6 +128,7 @@ def _register() -> None:
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_continue,
     ):
         module.register(cli)
 
