@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -18,7 +18,8 @@ import msgspec
 
 from journal import codec
 from journal import events as ev
-from journal.chain import check_head, verify_links
+from journal.binding import decode_rows, summarize, verify_history
+from journal.chain import ChainPoint, Genesis, genesis_preimage
 from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
 from journal.fold import fold
 from journal.ids import (
@@ -29,7 +30,7 @@ from journal.ids import (
     parse_tenant_id,
 )
 from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
-from journal.model import Execution, is_null
+from journal.model import Execution
 from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
@@ -91,26 +92,6 @@ class VerifiedHistory:
         return (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, b"")
 
 
-def summarize(execution: Execution) -> Summary:
-    """The index row for a folded execution (the store fills in the head)."""
-    return Summary(
-        execution_id=execution.id,
-        tenant_id=execution.tenant_id,
-        state=execution.state_label,
-        flow=execution.flow,
-        parent_id=execution.parent.parent_execution_id if execution.parent else None,
-        schema_version=execution.schema_version,
-        created_at=execution.created_at,
-        started_at=execution.started_at,
-        ended_at=execution.ended_at,
-        updated_at=execution.updated_at,
-        step_count=len(execution.steps),
-        failed_steps=execution.failed_step_count,
-        output=None if is_null(execution.output) else bytes(execution.output),
-        error=None if execution.error is None else msgspec.json.encode(execution.error),
-    )
-
-
 class Journal:
     """A tenant's view of one store. Use as a context manager to close it."""
 
@@ -168,19 +149,23 @@ class Journal:
     def history_of(
         self, summary: Summary, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
-        """`history` for an index row already in hand (from `summary`/`list`)."""
-        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
-        verify_rows(self.store, summary, rows, expect_head)
-        events = decode_rows(summary.execution_id, rows)
-        return VerifiedHistory(summary, rows, events)
+        """`history` for an index row already in hand (from `summary`/`list`):
+        the row and the events are read again, together, in one snapshot."""
+        found = self.store.load_history(summary.execution_id, self.tenant_id)
+        if found is None:
+            raise not_found(summary.execution_id, self.tenant_id)
+        _, events = verify_history(
+            found.summary, found.rows, self.store.keyring, expect_head=expect_head
+        )
+        return VerifiedHistory(found.summary, found.rows, events)
 
     def verify(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> tuple[int, bytes]:
-        """Walk the whole chain; return its head (N, h_N) or raise."""
-        summary = self.summary(execution_id)
-        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
-        return verify_rows(self.store, summary, rows, expect_head)
+        """The full check (`journal.binding.verify_history`): the chain, its
+        genesis, the exact head, the MAC and the fold against the index row,
+        all read in one snapshot. Returns the head (N, h_N) or raises."""
+        return self.history(execution_id, expect_head=expect_head).head
 
     def events(self, execution_id: str) -> builtins.list[RecordedEvent]:
         """Decoded events with their sequence numbers and links (verified)."""
@@ -243,11 +228,17 @@ class Journal:
         new: Sequence[ev.Event],
         *,
         lease: Lease | None = None,
+        origin: ChainPoint | None = None,
     ) -> Summary:
         """Append `new` after seq `expected`; `after` is the state they lead to
         (the caller folded them, which checked every transition). With a
         `lease`, the store refuses the append (`LeaseLostError`) unless the
-        lease is still the execution's current one."""
+        lease is still the execution's current one.
+
+        At ``expected == 0`` the chain's v2 genesis is made here: it binds
+        the tenant, id, flow, the parent's current head (for a child) and
+        `origin` (for a fork: the execution and sequence it continues).
+        """
         if after.tenant_id != self.tenant_id:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
@@ -261,10 +252,33 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
-        written = self.store.append(summarize(after), expected, payloads, lease=lease)
+        summary = summarize(after)
+        if expected == 0:
+            summary = replace(summary, genesis=self.genesis_for(summary, origin))
+        written = self.store.append(summary, expected, payloads, lease=lease)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self.save_snapshot(after, written.head_hash)
         return written
+
+    def genesis_for(self, summary: Summary, origin: ChainPoint | None = None) -> bytes:
+        """The v2 genesis preimage of a new execution (see `append`)."""
+        parent = None
+        if summary.parent_id is not None:
+            found = self.store.get_summary(summary.parent_id, self.tenant_id)
+            parent = ChainPoint(
+                execution_id=summary.parent_id,
+                seq=found.head_seq if found else None,
+                link=found.head_hash.hex() if found else None,
+            )
+        return genesis_preimage(
+            Genesis(
+                tenant_id=summary.tenant_id,
+                execution_id=summary.execution_id,
+                flow=summary.flow,
+                parent=parent,
+                origin=origin,
+            )
+        )
 
     def save_snapshot(self, execution: Execution, link: bytes | None = None) -> None:
         """Cache folded state with the chain link at its version (used by
@@ -345,59 +359,6 @@ def _decode_snapshot(
     except msgspec.DecodeError:
         return None
     return state if (state.id, state.version) == (execution_id, seq) else None
-
-
-def verify_rows(
-    store: Store,
-    summary: Summary,
-    rows: list[Row],
-    expect_head: tuple[int, bytes] | None = None,
-) -> tuple[int, bytes]:
-    """Verify the chain of `rows` against the store's hasher (and a head)."""
-    store.hasher.check_alg(summary.execution_id, summary.alg)
-    head = verify_links(
-        store.hasher,
-        summary.execution_id,
-        rows,
-    )
-    if not rows:
-        raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)
-    _check_index_head(summary, head)
-    if expect_head is not None:
-        check_head(summary.execution_id, head, expect_head)
-    return head
-
-
-def _check_index_head(summary: Summary, head: tuple[int, bytes]) -> None:
-    """The chain must reach the head the executions index recorded.
-
-    Catches events deleted from the tail without fixing the index up (the
-    index row is written in the same transaction as the events). A chain
-    *longer* than the index read a moment before is a concurrent append.
-    """
-    if head[0] < summary.head_seq:
-        raise ChainIntegrityError(
-            f"{summary.execution_id}: chain broken at seq {head[0] + 1}: the chain "
-            f"ends at {head[0]} but the index recorded {summary.head_seq} events",
-            seq=head[0] + 1,
-        )
-    if head[0] == summary.head_seq and head[1] != summary.head_hash:
-        raise ChainIntegrityError(
-            f"{summary.execution_id}: chain broken at seq {head[0]}: the last link "
-            "is not the head the index recorded",
-            seq=head[0],
-        )
-
-
-def decode_rows(execution_id: str, rows: Sequence[Row]) -> list[ev.AnyEvent]:
-    """Decode payloads; a bad one names the execution and sequence."""
-    decoder = codec.decode
-    try:
-        return [decoder(row.payload) for row in rows]
-    except EventDecodeError:
-        for row in rows:
-            decoder(row.payload, where=f"{execution_id} seq {row.seq}: ")
-        raise
 
 
 def open(

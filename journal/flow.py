@@ -33,7 +33,13 @@ import msgspec
 from journal.errors import FlowDefinitionError
 from journal.events import EVENT_FORMAT_MAJOR
 from journal.model import ErrorCategory, ExecutionError, RetryPolicy, StepType
-from journal.schema import canonical, describe_type, schema_hash
+from journal.schema import (
+    SCHEMA_FORMAT,
+    canonical,
+    retry_document,
+    schema_hash,
+    signature_document,
+)
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -109,7 +115,9 @@ current_run: ContextVar[RunContext | None] = ContextVar("journal_run", default=N
 
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(function)
+        # Annotated metadata is kept: msgspec.Meta constraints are checked
+        # when recorded values are decoded, and are part of the schema.
+        return typing.get_type_hints(function, include_extras=True)
     except (NameError, TypeError) as e:
         raise TypeError(
             f"cannot resolve type hints of {function.__qualname__}: {e}"
@@ -175,19 +183,18 @@ class Signature:
         return msgspec.json.decode(payload, type=self.return_type)
 
     @functools.cached_property
-    def document(self) -> dict[str, Any]:
+    def _documents(self) -> dict[int, dict[str, Any]]:
+        return {}
+
+    def document(self, schema_format: int = SCHEMA_FORMAT) -> dict[str, Any]:
         """This signature's part of a schema document (computed once)."""
-        return {
-            "params": [
-                {
-                    "name": p.name,
-                    "required": p.default is inspect.Parameter.empty,
-                    "type": describe_type(self.param_types[p.name]),
-                }
-                for p in self.parameters
-            ],
-            "returns": describe_type(self.return_type),
-        }
+        cached = self._documents.get(schema_format)
+        if cached is None:
+            cached = signature_document(
+                self.parameters, self.param_types, self.return_type, schema_format
+            )
+            self._documents[schema_format] = cached
+        return cached
 
 
 @dataclass(frozen=True)
@@ -203,16 +210,18 @@ class StepDef:
     retry: RetryPolicy | None
     signature: Signature
 
-    @functools.cached_property
-    def document(self) -> dict[str, Any]:
-        """This step's part of a schema document (computed once)."""
-        return {
+    def document(self, schema_format: int = SCHEMA_FORMAT) -> dict[str, Any]:
+        """This step's part of a schema document."""
+        document = {
             "callable_id": self.callable_id,
             "name": self.name,
             "step_type": self.step_type,
             "pure": self.pure,
-            **self.signature.document,
+            **self.signature.document(schema_format),
         }
+        if schema_format >= 2:
+            document["retry"] = retry_document(self.retry)
+        return document
 
     def policy_for(self, error: ExecutionError) -> RetryPolicy:
         if self.retry is not None:
@@ -357,25 +366,37 @@ class Flow:
     @property
     def schema_document(self) -> dict[str, Any]:
         """The structural document whose hash is `schema_version`."""
+        return self.schema_document_for(SCHEMA_FORMAT)
+
+    def schema_document_for(self, schema_format: int) -> dict[str, Any]:
+        """This flow described under the rules of document format
+        `schema_format` (older formats gate executions recorded under them)."""
         document: dict[str, Any] = {
             "event_format": EVENT_FORMAT_MAJOR,
             "flow": self.name,
-            "entry": self._entry().document,
+            "entry": self._entry().document(schema_format),
         }
+        if schema_format >= 2:
+            document["schema_format"] = schema_format
         steps = dict(self.steps)
         for library in self.libraries:
             steps.update(library.steps)
-        document["steps"] = [steps[key].document for key in sorted(steps)]
+        document["steps"] = [steps[k].document(schema_format) for k in sorted(steps)]
         children = sorted(self.children, key=lambda child: child.name)
         if children:  # absent when empty: flows without children keep their hash
             document["children"] = [
-                {"flow": child.name, **child._entry().document} for child in children
+                {"flow": child.name, **child._entry().document(schema_format)}
+                for child in children
             ]
         return document
 
     @property
     def schema_version(self) -> str:
         return schema_hash(self.schema_document)
+
+    def schema_version_for(self, schema_format: int) -> str:
+        """The hash of `schema_document_for` (`schema_format`)."""
+        return schema_hash(self.schema_document_for(schema_format))
 
     def accepts_schema(self, recorded: str | None, current: str | None = None) -> bool:
         """True if a record of `recorded` may be re-run by this flow

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from journal.chain import Hasher
 from journal.errors import ConflictError, StoreError
+from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
-from journal.sqlstore import SQLStore
+from journal.sqlstore import LAYOUT, SQLStore
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal_executions (
@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS journal_executions (
     error BLOB,
     alg TEXT NOT NULL,
     head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL
+    head_hash BLOB NOT NULL,
+    genesis BLOB,
+    key_id TEXT,
+    head_mac BLOB
 );
 CREATE INDEX IF NOT EXISTS journal_executions_by_time
     ON journal_executions (tenant_id, created_at);
@@ -61,7 +64,46 @@ CREATE TABLE IF NOT EXISTS journal_schemas (
     document BLOB NOT NULL
 );
 """
-_SQLITE_SCHEMA += LEASES_DDL + ";\n"
+# What `journal migrate` adds to a first-round store, and `init` to a new one
+# (journal_leases: operational data for recovery, outside the chain).
+_SQLITE_V2 = f"""
+{LEASES_DDL};
+CREATE TABLE IF NOT EXISTS journal_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_events_no_update
+BEFORE UPDATE ON journal_events
+BEGIN SELECT RAISE(ABORT, 'journal_events is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_events_no_delete
+BEFORE DELETE ON journal_events
+BEGIN SELECT RAISE(ABORT, 'journal_events is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_executions_no_delete
+BEFORE DELETE ON journal_executions
+BEGIN SELECT RAISE(ABORT, 'journal_executions is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_executions_append_only
+BEFORE UPDATE ON journal_executions
+WHEN NEW.exec_key IS NOT OLD.exec_key
+    OR NEW.execution_id IS NOT OLD.execution_id
+    OR NEW.tenant_id IS NOT OLD.tenant_id
+    OR NEW.flow IS NOT OLD.flow
+    OR NEW.parent_id IS NOT OLD.parent_id
+    OR NEW.created_at IS NOT OLD.created_at
+    OR NEW.alg IS NOT OLD.alg
+    OR NEW.genesis IS NOT OLD.genesis
+    OR NEW.head_seq <= OLD.head_seq
+    OR NOT EXISTS (SELECT 1 FROM journal_events e WHERE e.exec_key = NEW.exec_key
+                   AND e.seq = NEW.head_seq AND e.hash = NEW.head_hash)
+BEGIN SELECT RAISE(ABORT,
+    'journal_executions: only an append may change an index row'); END;
+INSERT INTO journal_meta (name, value) VALUES ('layout', '2')
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+"""
+_SQLITE_MIGRATE_COLUMNS = (
+    "ALTER TABLE journal_executions ADD COLUMN genesis BLOB",
+    "ALTER TABLE journal_executions ADD COLUMN key_id TEXT",
+    "ALTER TABLE journal_executions ADD COLUMN head_mac BLOB",
+)
 
 
 class SQLiteStore(SQLStore):
@@ -77,12 +119,12 @@ class SQLiteStore(SQLStore):
         path: str | Path,
         *,
         create: bool = True,
-        hasher: Hasher | None = None,
+        keyring: Keyring | None = None,
         url: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.url = url or f"sqlite:///{self.path}"
-        self.hasher = hasher or Hasher.from_env()
+        self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
         if not create and not self.path.exists():
             raise StoreError(f"no journal at {self.path} (nothing was created)")
@@ -98,26 +140,64 @@ class SQLiteStore(SQLStore):
             if create:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
-            if create:
-                self._conn.executescript(_SQLITE_SCHEMA)
-            else:
-                self._require_tables()
-                self._add_leases_table()
+            self.layout = self._read_layout()
+            if self.layout == 0 and create:
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} COMMIT;"
+                )
+                self.layout = LAYOUT
+            elif self.layout == 0:
+                raise StoreError(f"{self.path} is not a journal (no journal tables)")
         except sqlite3.DatabaseError as e:
+            if self._conn_open() and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
 
-    def _require_tables(self) -> None:
-        found = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_events'"
-        ).fetchone()
-        if not found or found[0] == 0:
-            raise StoreError(f"{self.path} is not a journal (no journal tables)")
+    def _conn_open(self) -> bool:
+        return getattr(self, "_conn", None) is not None
 
-    def _add_leases_table(self) -> None:
-        """Journals written before leases existed get the table on open
-        (a read-only file is left alone: it will not be run from)."""
-        with suppress(sqlite3.OperationalError):
-            self._conn.execute(LEASES_DDL)
+    def _read_layout(self) -> int:
+        """0: no journal tables; 1: a first-round store; else journal_meta's."""
+        names = {
+            name
+            for (name,) in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        if "journal_events" not in names:
+            return 0
+        if "journal_meta" not in names:
+            return 1
+        found = self._conn.execute(
+            "SELECT value FROM journal_meta WHERE name = 'layout'"
+        ).fetchone()
+        return int(found[0]) if found else 1
+
+    def migrate(self) -> int:
+        """Bring a first-round store to the current layout (as the file's
+        owner); return the layout it had. Idempotent."""
+        before = self.layout
+        if before >= LAYOUT:
+            return before
+        columns = {
+            row[1]
+            for row in self._conn.execute("PRAGMA table_info(journal_executions)")
+        }
+        added = [
+            f"{statement};"
+            for statement in _SQLITE_MIGRATE_COLUMNS
+            if statement.split()[-2] not in columns
+        ]
+        try:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} COMMIT;"
+            )
+        except sqlite3.DatabaseError as e:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError(f"cannot migrate {self.path}: {e}") from e
+        self.layout = LAYOUT
+        return before
 
     def _time_in(self, value: datetime | None) -> Any:
         # Times are stored and compared as text: normalise aware times to UTC

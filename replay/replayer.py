@@ -21,7 +21,7 @@ import msgspec
 
 from journal import events as ev
 from journal.application import Journal
-from journal.chain import Hasher, format_head
+from journal.chain import format_head
 from journal.errors import (
     ChainIntegrityError,
     ImportFormatError,
@@ -30,12 +30,13 @@ from journal.errors import (
     ReplayError,
     SchemaMismatchError,
 )
-from journal.flow import Flow, StepError, current_run
+from journal.flow import Flow, StepError, ValueUpcaster, current_run
 from journal.fold import fold
 from journal.ids import ExecutionId
+from journal.keys import Keyring
 from journal.model import Execution, ExecutionError, ExecutionState
 from journal.runtime import error_from
-from journal.schema import canonical, diff_documents
+from journal.schema import canonical
 from journal.store import ListFilter
 from replay.report import (
     BatchResult,
@@ -46,8 +47,7 @@ from replay.report import (
     value_view,
 )
 from replay.rerun import ReplayRun, Stop, same_error
-
-SchemaLookup = Callable[[str], bytes | None]
+from replay.schema import SchemaLookup, gate
 
 
 def replay(
@@ -142,17 +142,18 @@ def replay_events(
         )
     current = flow.schema_version  # computed once per replay
     base["current_schema"] = current
-    if not flow.accepts_schema(recorded.schema_version, current):
-        changes = _schema_changes(flow, recorded.schema_version, schema_lookup)
+    checked = gate(flow, recorded.schema_version, current, schema_lookup)
+    base |= {"schema_format": checked.schema_format, "schema_notes": checked.notes}
+    if not checked.accepted:
         return ReplayResult(
             verdict=Verdict.SCHEMA_MISMATCH,
             message=f"recorded schema differs from flow {flow.name!r}: "
-            + "; ".join(changes),
-            schema_changes=tuple(changes),
+            f"{plural(len(checked.changes), 'change')}",
+            schema_changes=checked.changes,
             duration_ms=_ms(started),
             **base,
         )
-    run = _rerun(flow, recorded, current)
+    run = _rerun(flow, recorded, checked.upcaster)
     base["steps_checked"] = run.steps_checked
     if run.divergence is not None:
         return ReplayResult(
@@ -175,22 +176,8 @@ def _find_flow(name: str | None, flows: Iterable[Flow]) -> Flow | None:
     return next((flow for flow in flows if flow.name == name), None) if name else None
 
 
-def _schema_changes(
-    flow: Flow, recorded_hash: str | None, schema_lookup: SchemaLookup
-) -> list[str]:
-    if recorded_hash is None:
-        return ["the execution recorded no schema_version"]
-    stored = schema_lookup(recorded_hash)
-    if stored is None:
-        return [f"the recorded document {recorded_hash} is not stored"]
-    return diff_documents(msgspec.json.decode(stored), flow.schema_document)
-
-
-def _rerun(flow: Flow, recorded: Execution, current_schema: str) -> ReplayRun:
+def _rerun(flow: Flow, recorded: Execution, upcast: ValueUpcaster | None) -> ReplayRun:
     assert flow.entry_function is not None
-    upcast = None
-    if recorded.schema_version != current_schema:
-        upcast = flow.accepted_hashes.get(recorded.schema_version or "")
     run = ReplayRun(flow, recorded, upcast)
     entry = flow._entry()
     recorded_input = run.upcast_bytes(flow.name, "input", recorded.input)
@@ -308,7 +295,7 @@ def replay_file(
     path: Path | str,
     flows: Iterable[Flow] = (),
     *,
-    hasher: Hasher | None = None,
+    keyring: Keyring | None = None,
     fold_only: bool = False,
 ) -> BatchResult:
     """Replay every execution in an export file; no store is needed.
@@ -322,14 +309,14 @@ def replay_file(
 
     started = time.perf_counter()
     path = Path(path)
-    hasher = hasher or Hasher.from_env()
+    keyring = keyring or Keyring.from_env()
     flows = list(flows)
     if path.is_dir():
         results = [
             result
             for file in sorted(path.rglob("*.jsonl"))
             for result in replay_file(
-                file, flows, hasher=hasher, fold_only=fold_only
+                file, flows, keyring=keyring, fold_only=fold_only
             ).results
         ]
         return BatchResult(tuple(results), _ms(started))
@@ -338,7 +325,7 @@ def replay_file(
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        blocks = parse_blocks(lines, hasher, str(path))
+        blocks = parse_blocks(lines, keyring, str(path))
     except ChainIntegrityError as e:
         result = ReplayResult(
             verdict=Verdict.INTEGRITY,

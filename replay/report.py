@@ -116,6 +116,8 @@ class ReplayResult:
     divergence: Divergence | None = None
     schema_changes: tuple[str, ...] = ()
     source: str | None = None
+    schema_format: int | None = None
+    schema_notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -137,6 +139,8 @@ class ReplayResult:
             if self.divergence is None
             else self.divergence.to_dict(),
             "schema_changes": list(self.schema_changes),
+            "schema_format": self.schema_format,
+            "schema_notes": list(self.schema_notes),
             "source": self.source,
         }
 
@@ -153,6 +157,7 @@ class ReplayResult:
             lines.append(f"  recorded schema {self.recorded_schema or '-'}")
             lines.append(f"  current schema  {self.current_schema or '-'}")
         lines.extend(f"  changed: {change}" for change in self.schema_changes)
+        lines.extend(f"  {note}" for note in self.schema_notes)
         if self.divergence is not None:
             lines.append(
                 f"  at step index {self.divergence.index}: {self.divergence.reason}"

@@ -211,14 +211,43 @@ class ReplayRun:
         attempt: Step | None = first
         final = first
         produced: bytes | None = None
+        number = 0
         while attempt is not None:
-            final = attempt
+            final, number = attempt, number + 1
             if step.pure:
                 produced = self._run_pure(step, attempt, args, kwargs)
             else:
                 self._skip_descendants(attempt.id)
             attempt = self._next_retry_of(first)
+            self._check_retry(step, final, number, retried=attempt is not None)
         return self._outcome(step, final, produced)
+
+    def _check_retry(
+        self, step: StepDef, attempt: Step, number: int, *, retried: bool
+    ) -> None:
+        """Today's retry policy must retry a failed attempt exactly when the
+        record did: a changed policy is a changed behaviour."""
+        if attempt.state is not StepState.FAILED or attempt.error is None:
+            return
+        policy = step.policy_for(attempt.error)
+        if policy.should_retry(number) == retried:
+            return
+        would = "would not retry it" if retried else "would retry it"
+        raise self.diverge(
+            Divergence(
+                index=self.cursor - 1,
+                reason=f"{step.callable_id} attempt {number} failed "
+                f"({attempt.error.category.value}) and was "
+                f"{'retried' if retried else 'not retried'}; today's retry policy "
+                f"(max_retries {policy.max_retries}) {would}",
+                recorded_step={**(step_view(attempt) or {}), "attempt": number},
+                produced_step={
+                    **produced_view(step, "Failed"),
+                    "attempt": number,
+                    "retries": policy.max_retries if policy.retryable else 0,
+                },
+            )
+        )
 
     def _run_pure(
         self,

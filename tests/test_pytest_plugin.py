@@ -100,7 +100,9 @@ def test_a_folder_gives_one_item_per_journal_with_each_verdict(
         ],
         consecutive=False,
     )
-    result.stdout.fnmatch_lines(["*changed: step golden_orders.subtotal: output*"])
+    result.stdout.fnmatch_lines(
+        ["*changed: golden_orders.subtotal output: float -> int*"]
+    )
     result.stdout.fnmatch_lines(["*chain broken at seq 6*"])
 
 
