@@ -141,6 +141,40 @@ def register(group: click.Group) -> None:
             execution = resume(flow, journal_, execution_id, approval, keyring=keyring)
         print_state(app, execution)
 
+    @command(group, "fork")
+    @click.argument("execution_id", type=EXECUTION_ID)
+    @click.option(
+        "--at-step",
+        type=click.IntRange(min=0),
+        required=True,
+        help="Index of the step to go on from (as `journal show` lists them).",
+    )
+    @click.option(
+        "--input", "input_", type=JSON_TEXT, help="Replaced input of that step."
+    )
+    def fork_command(
+        app: App, execution_id: str, at_step: int, input_: str | None
+    ) -> None:
+        """Fork an execution: a new one copies the record before step N, names
+        its origin in its chain, and goes on live from step N with today's
+        code (optionally with another input for that step). Needs --flows."""
+        import msgspec
+
+        from journal.fork import fork
+
+        given = None if input_ is None else msgspec.json.decode(input_)
+        with app.open() as journal_:
+            flow = flow_for(app, journal_, execution_id)
+            try:
+                execution = fork(
+                    flow, journal_, execution_id, at_step=at_step, input=given
+                )
+            except ValueError as e:
+                if isinstance(e, msgspec.ValidationError) or _is_journal(e):
+                    raise
+                raise click.BadParameter(str(e)) from e
+        print_state(app, execution)
+
     @command(group, "recover")
     @click.option(
         "--older-than",
@@ -177,6 +211,12 @@ def register(group: click.Group) -> None:
                 if not follow:
                     return worst
                 time.sleep(seconds_of(every))
+
+
+def _is_journal(error: BaseException) -> bool:
+    from journal.errors import JournalError
+
+    return isinstance(error, JournalError)
 
 
 def report_recovered(app: App, item: Any) -> None:

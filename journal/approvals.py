@@ -151,7 +151,8 @@ def check_approval(
                 f"{where}: approval names digest {approval.digest}, "
                 f"the wait's is {wait.digest}"
             )
-    elif wait.digest is not None and approval.approver is not None:
+    elif wait.digest is not None and approval.approver and not approval.deny:
+        # Approving means approving *this*; denying needs no proof of what.
         raise ApprovalRefusedError(f"{where}: an approval must name the digest")
     if keyring is not None and (
         approval.approver is not None or wait.reason == "approval"

@@ -16,10 +16,13 @@ from contextvars import ContextVar
 current_step_key: ContextVar[str | None] = ContextVar("journal_step_key", default=None)
 
 
-def call_key(execution_id: str, path: tuple[int, ...]) -> str:
-    """The key of the call at `path` (ordinals of the call and its parents,
-    in the order the entry made them) in an execution."""
-    return f"{execution_id}:{'.'.join(str(n) for n in path)}"
+def call_key(execution_id: str, call: str | tuple[int, ...]) -> str:
+    """The key of the call with identity `call` in an execution (see
+    `journal.context`; a tuple of ordinals is the same identity spelled out:
+    the call's and its parents', in the order the entry made them)."""
+    if isinstance(call, tuple):
+        call = ".".join(str(n) for n in call)
+    return f"{execution_id}:{call}"
 
 
 def step_key() -> str:

@@ -238,9 +238,11 @@ class ExecutionHandle:
             )
         )
 
-    def record_value(self, kind: str, value: Any) -> Execution:
+    def record_value(
+        self, kind: str, value: Any, *, call: str | None = None
+    ) -> Execution:
         return self.record(
-            ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value))
+            ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value), call=call)
         )
 
     def complete(self, output: Any = None) -> Execution:
@@ -300,8 +302,13 @@ class ExecutionHandle:
         source: StepSource | None = None,
         callable_id: str | None = None,
         callable_type: str | None = None,
+        call: str | None = None,
     ) -> StepId:
-        """Start a pending step (by id), or add and start a new one at once."""
+        """Start a pending step (by id), or add and start a new one at once.
+
+        `call` is the call's identity where it is not implied by order (a
+        call made in a spawned task or thread; see `journal.context`).
+        """
         if step_id is not None and step_id in self.state.steps:
             event = ev.StepStarted(at=self._now(), step_id=step_id, input=_raw(input))
         else:
@@ -318,6 +325,7 @@ class ExecutionHandle:
                 callable_type=callable_type,
                 source=source,
                 input=_raw(input),
+                call=call,
             )
         self.record(event)
         return step_id

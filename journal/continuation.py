@@ -23,8 +23,9 @@ recorded as ended. `journal.step_key()` gives such a step a stable key.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from journal.approvals import Approval, Keyring, check_approval
 from journal.errors import (
@@ -35,9 +36,10 @@ from journal.errors import (
     SchemaMismatchError,
     StateNotAllowedError,
 )
+from journal.ids import ExecutionId, parse_execution_id
 from journal.leases import STALE_AFTER_S, Heartbeat, now_ms
-from journal.model import Execution, ExecutionState
-from journal.store import ListFilter
+from journal.model import Execution, ExecutionState, ParentLink
+from journal.store import ListFilter, not_found
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -171,9 +173,13 @@ def _record_resumption(
 
 
 def _continue(flow: Flow, handle: ExecutionHandle, recorded: Execution) -> Execution:
-    from journal.driving import continue_live
+    from journal import driving
 
-    return continue_live(flow, handle, recorded)
+    if driving.is_async(flow):
+        return driving.run_sync(
+            flow, lambda: driving.continue_live_async(flow, handle, recorded)
+        )
+    return driving.continue_live(flow, handle, recorded)
 
 
 # --- recovery ----------------------------------------------------------------
@@ -234,10 +240,82 @@ def recover(
 def _recover_one(
     journal_: Journal, flow: Flow, execution_id: str, older_than_s: float
 ) -> Recovered:
+    token = takeover_after_s.set(older_than_s)
     try:
         state = resume(flow, journal_, execution_id, stale_after_s=older_than_s)
     except (ConflictError, StateNotAllowedError) as e:
         return Recovered(execution_id, f"skipped: {e}")
     except ReplayError as e:  # diverged or schema mismatch: left as it was
         return Recovered(execution_id, f"refused: {e}", exit_code=e.exit_code)
+    finally:
+        takeover_after_s.reset(token)
     return Recovered(execution_id, "recovered", state.state_label)
+
+
+# --- stable identities ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """`Flow.with_options(...)`: how to run, apart from the entry's arguments."""
+
+    flow: Flow
+    execution_id: str | None = None
+
+    def run(self, journal_: Journal, *args: Any, **kwargs: Any) -> Execution:
+        """`Flow.run` under these options; see `run_with_id`."""
+        if self.execution_id is None:
+            return self.flow.run(journal_, *args, **kwargs)
+        execution_id = parse_execution_id(self.execution_id)
+        return run_with_id(self.flow, journal_, execution_id, args, kwargs)
+
+
+def run_with_id(
+    flow: Flow,
+    journal_: Journal,
+    execution_id: ExecutionId,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    parent: ParentLink | None = None,
+) -> Execution:
+    """Run `flow` as execution `execution_id`, idempotently.
+
+    New: recorded live under that id. Ended: returned as it is. Running
+    with no live lease (its process died): recovered. Waiting or paused:
+    returned as it is (it waits for an answer or an operator). A different
+    flow or input under that id is a `ConflictError`; another tenant's id is
+    not found.
+    """
+    from journal import driving
+
+    payload = flow.require_entry().encode_args(args, kwargs)
+    if journal_.store.get_summary(execution_id, journal_.tenant_id) is None:
+        try:
+            return driving.record_live(
+                flow, journal_, args, kwargs, parent, execution_id
+            )
+        except ConflictError:
+            if journal_.store.get_summary(execution_id, journal_.tenant_id):
+                raise  # created meanwhile in this tenant: a real conflict
+            raise not_found(execution_id, journal_.tenant_id) from None
+    recorded = journal_.get(execution_id)
+    if recorded.flow != flow.name or bytes(recorded.input) != payload:
+        raise ConflictError(
+            f"{execution_id} already records flow {recorded.flow!r} with another "
+            "input: a different run cannot take its id"
+        )
+    if recorded.is_terminal or recorded.state in (
+        ExecutionState.WAITING,
+        ExecutionState.PAUSED,
+    ):
+        return recorded
+    return resume(flow, journal_, execution_id, stale_after_s=takeover_after_s.get())
+
+
+#: How stale a lease must be for a run to take its execution over: set by
+#: `recover` for the whole takeover, so the children of a recovered parent
+#: are taken over by the same rule.
+takeover_after_s: ContextVar[float] = ContextVar(
+    "journal_takeover_after_s", default=STALE_AFTER_S
+)

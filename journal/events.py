@@ -77,6 +77,7 @@ class StepStarted(Event, tag="StepStarted", frozen=True):
     callable_type: str | None = None
     source: StepSource | None = None
     input: msgspec.Raw = NULL
+    call: str | None = None
 
 
 class StepCompleted(Event, tag="StepCompleted", frozen=True):
@@ -151,6 +152,15 @@ class ValueRecorded(Event, tag="ValueRecorded", frozen=True):
 
     kind: str
     value: msgspec.Raw
+    call: str | None = None
+
+
+class StepInputReplaced(Event, tag="StepInputReplaced", frozen=True):
+    """A fork replaced the input of the call with identity `call` (that call
+    runs with it, live and on replay)."""
+
+    call: str
+    input: msgspec.Raw
 
 
 class ExecutionCompleted(Event, tag="ExecutionCompleted", frozen=True):
@@ -185,6 +195,7 @@ AnyEvent = (
     | ExecutionWaiting
     | InputReceived
     | ValueRecorded
+    | StepInputReplaced
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionCancelled
@@ -204,6 +215,7 @@ EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     ExecutionWaiting,
     InputReceived,
     ValueRecorded,
+    StepInputReplaced,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCancelled,

@@ -24,15 +24,18 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
+from journal import driving
+from journal.context import current_frame, refuse_outside_run
 from journal.errors import FlowDefinitionError
 from journal.events import EVENT_FORMAT_MAJOR
-from journal.model import ErrorCategory, ExecutionError, RetryPolicy, StepType
+from journal.failures import StepError as StepError
+from journal.failures import categorize as categorize
+from journal.model import ExecutionError, RetryPolicy, StepType
 from journal.schema import (
     SCHEMA_FORMAT,
     canonical,
@@ -43,6 +46,8 @@ from journal.schema import (
 
 if TYPE_CHECKING:
     from journal.application import Journal
+    from journal.approvals import Keyring
+    from journal.continuation import FlowOptions
     from journal.model import Execution
 
 P = ParamSpec("P")
@@ -56,61 +61,10 @@ R = TypeVar("R")
 ValueUpcaster = Callable[[str, str, Any], Any]
 
 
-class StepError(Exception):
-    """A step failed for good: carries the `ExecutionError` that was recorded.
-
-    Raise it from a step to choose the category; the entry sees it when
-    retries are exhausted, live and on replay alike.
-    """
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        category: ErrorCategory | str = ErrorCategory.TOOL_ERROR,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        error: ExecutionError | None = None,
-    ) -> None:
-        if error is None:
-            error = ExecutionError(
-                category=ErrorCategory(category),
-                message=message,
-                code=code,
-                details=details,
-            )
-        super().__init__(error.message)
-        self.error = error
-
-    @property
-    def category(self) -> ErrorCategory:
-        return self.error.category
-
-
 class StepDecorator(Protocol):
     """What ``@flow.step(...)`` returns: keeps the function's signature."""
 
     def __call__(self, function: Callable[P, R], /) -> Callable[P, R]: ...
-
-
-class RunContext(Protocol):
-    """What a step call or helper talks to inside a run (live or replay)."""
-
-    def call_step(
-        self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Record or match one step call and return its (decoded) output."""
-
-    def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
-        """Record or replay a nondeterministic value."""
-
-    def run_child(
-        self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Record or match a sub-flow call."""
-
-
-current_run: ContextVar[RunContext | None] = ContextVar("journal_run", default=None)
 
 
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:
@@ -344,14 +298,7 @@ class Flow:
                 )
             self.steps[definition.callable_id] = definition
 
-            @functools.wraps(fn)
-            def call(*args: Any, **kwargs: Any) -> Any:
-                run = current_run.get()
-                if run is None:
-                    return fn(*args, **kwargs)
-                return run.call_step(definition, args, kwargs)
-
-            return call
+            return _step_caller(definition)
 
         return register if function is None else register(function)
 
@@ -410,10 +357,13 @@ class Flow:
         assert isinstance(self.accepts, Mapping)
         return self.accepts
 
-    def _entry(self) -> Signature:
+    def require_entry(self) -> Signature:
+        """The entry's signature; `TypeError` if the flow has no entry."""
         if self.entry_signature is None:
             raise TypeError(f"flow {self.name!r} has no @flow.entry")
         return self.entry_signature
+
+    _entry = require_entry
 
     # --- running ----------------------------------------------------------
 
@@ -423,24 +373,102 @@ class Flow:
         Returns the execution also when it Failed; raises only for journal
         errors (store unreachable, conflicts).
         """
-        from journal.runtime import run_live
+        if driving.is_async(self):
+            return driving.run_sync(
+                self, lambda: self.run_async(journal_, *args, **kwargs)
+            )
+        return driving.record_live(self, journal_, args, kwargs)
 
-        return run_live(self, journal_, args, kwargs)
+    async def run_async(
+        self, journal_: Journal, *args: Any, **kwargs: Any
+    ) -> Execution:
+        """`run` as a coroutine, for callers inside an event loop.
+
+        An ``async def`` entry is awaited in the running loop; a synchronous
+        one runs in it directly.
+        """
+        if not driving.is_async(self):
+            return driving.record_live(self, journal_, args, kwargs)
+        return await driving.record_live_async(self, journal_, args, kwargs)
+
+    def resume(
+        self,
+        journal_: Journal,
+        execution_id: str,
+        *,
+        input: Any = None,
+        approver: str | None = None,
+        digest: str | None = None,
+        signature: str | None = None,
+        deny: bool = False,
+        reason: str | None = None,
+        keyring: Keyring | None = None,
+    ) -> Execution:
+        """Resume a waiting or paused execution of this flow with today's
+        code; see `journal.continuation` (raises `ApprovalRefusedError`,
+        `NondeterminismError`, `StateNotAllowedError`, ...)."""
+        from journal.approvals import Approval
+        from journal.continuation import resume
+
+        approval = Approval(input, approver, digest, signature, deny, reason)
+        return resume(self, journal_, execution_id, approval, keyring=keyring)
+
+    def fork(
+        self, journal_: Journal, execution_id: str, *, at_step: int, input: Any = None
+    ) -> Execution:
+        """Fork an execution of this flow at step `at_step` (as ``journal
+        show`` numbers them) and go on live; see `journal.fork`."""
+        from journal.fork import fork
+
+        return fork(self, journal_, execution_id, at_step=at_step, input=input)
+
+    def with_options(self, *, execution_id: str | None = None) -> FlowOptions:
+        """Run options that cannot collide with the entry's own arguments:
+        ``flow.with_options(execution_id="exec_…").run(journal_, ...)``."""
+        from journal.continuation import FlowOptions
+
+        return FlowOptions(self, execution_id)
 
     def run_child(self, *args: Any, **kwargs: Any) -> Any:
         """Inside another flow's run: record a child execution of this flow
         (same tenant, `ParentLink` to the calling step) and return its output."""
-        run = current_run.get()
-        if run is None:
+        frame = current_frame()
+        if frame is None:
             raise RuntimeError(f"{self.name}.run_child() must be called inside a run")
-        return run.run_child(self, args, kwargs)
+        return frame.run.run_child(frame, self, args, kwargs)
+
+
+def _step_caller(definition: StepDef) -> Callable[..., Any]:
+    """The function a ``@flow.step`` decoration returns in place of `fn`."""
+    fn = definition.function
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            frame = current_frame()
+            if frame is None:
+                refuse_outside_run(definition)
+                return await fn(*args, **kwargs)
+            return await frame.run.call_step_async(frame, definition, args, kwargs)
+
+        return call_async
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        frame = current_frame()
+        if frame is None:
+            refuse_outside_run(definition)
+            return fn(*args, **kwargs)
+        return frame.run.call_step(frame, definition, args, kwargs)
+
+    return call
 
 
 def _draw(kind: str, make: Callable[[], Any], type_: Any) -> Any:
-    run = current_run.get()
-    if run is None:
+    frame = current_frame()
+    if frame is None:
         return make()
-    return run.draw_value(kind, make, type_)
+    return frame.run.draw_value(frame, kind, make, type_)
 
 
 def now() -> Any:
@@ -463,23 +491,3 @@ def uuid4() -> Any:
     import uuid
 
     return _draw("uuid4", uuid.uuid4, uuid.UUID)
-
-
-def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
-    """The mapping from an exception to an error category (docs/design.md §7)."""
-    if isinstance(exc, StepError):
-        return exc.category
-    if isinstance(exc, TimeoutError):
-        return ErrorCategory.TIMEOUT
-    if isinstance(exc, ConnectionError):
-        return ErrorCategory.NETWORK_ERROR
-    if isinstance(exc, PermissionError):
-        return ErrorCategory.POLICY_VIOLATION
-    if (
-        isinstance(exc, msgspec.ValidationError)
-        or type(exc).__name__ == "ValidationError"
-    ):
-        return ErrorCategory.VALIDATION_ERROR
-    if step_type == StepType.LLM_NODE:
-        return ErrorCategory.LLM_ERROR
-    return ErrorCategory.TOOL_ERROR

@@ -53,6 +53,7 @@ TRANSITIONS: Final[
     "ExecutionWaiting": (frozenset({S.RUNNING}), S.WAITING),
     "InputReceived": (frozenset({S.WAITING}), S.RUNNING),
     "ValueRecorded": (frozenset({S.RUNNING}), None),
+    "StepInputReplaced": (frozenset({S.RUNNING}), None),
     "ExecutionCompleted": (frozenset({S.RUNNING}), S.COMPLETED),
     "ExecutionFailed": (_LIVE, S.FAILED),
     "ExecutionCancelled": (_LIVE, S.CANCELLED),
@@ -112,6 +113,7 @@ def _copy(state: Execution) -> Execution:
         recorded_values=list(state.recorded_values),
         received_inputs=list(state.received_inputs),
         waits=list(state.waits),
+        replaced_inputs=dict(state.replaced_inputs),
     )
 
 
@@ -201,8 +203,12 @@ def _resumed(state: Execution, event: Any) -> None:
 
 def _value_recorded(state: Execution, event: Any) -> None:
     state.recorded_values.append(
-        RecordedValue(event.kind, event.value, len(state.step_order))
+        RecordedValue(event.kind, event.value, len(state.step_order), event.call)
     )
+
+
+def _input_replaced(state: Execution, event: Any) -> None:
+    state.replaced_inputs[event.call] = event.input
 
 
 def _completed(state: Execution, event: Any) -> None:
@@ -247,6 +253,7 @@ def _apply_step_start(state: Execution, event: ev.StepAdded | ev.StepStarted) ->
             callable_type=event.callable_type,
             source=event.source,
             input=event.input,
+            call=event.call if isinstance(event, ev.StepStarted) else None,
         )
         state.steps[event.step_id] = step
         if isinstance(event, ev.StepAdded):
@@ -272,6 +279,7 @@ def _apply_step_end(
     if step.state is not expected:
         raise _refuse(state, event, f"step {event.step_id} is {step.state.value}")
     step.ended_at = event.at
+    step.ended_seq = state.version + 1  # the order ends happened in
     if isinstance(event, ev.StepSkipped):
         step.state = StepState.SKIPPED
         return
@@ -299,6 +307,7 @@ _CHANGES: dict[type[ev.Event], Callable[[Execution, Any], None] | None] = {
     ev.ExecutionWaiting: _waiting,
     ev.InputReceived: _input_received,
     ev.ValueRecorded: _value_recorded,
+    ev.StepInputReplaced: _input_replaced,
     ev.ExecutionCompleted: _completed,
     ev.ExecutionFailed: _failed,
     ev.ExecutionCancelled: _cancelled,

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from journal import events as ev
 from journal.chain import ChainPoint
-from journal.errors import ConflictError, InvalidTransitionError
+from journal.errors import ConflictError
 from journal.fold import fold
 from journal.ids import ExecutionId, new_execution_id
 from journal.leases import Heartbeat
 
 if TYPE_CHECKING:
     from journal.application import Journal, VerifiedHistory
-    from journal.flow import Flow
+    from journal.flow import Flow, StepDef
+    from journal.leases import Lease
     from journal.model import Execution
 
 
@@ -44,7 +47,7 @@ def cut_before(history: VerifiedHistory, at_step: int) -> int:
             ended[event.step_id] = row.seq
     execution_id = history.summary.execution_id
     if not 0 <= at_step < len(order):
-        raise InvalidTransitionError(
+        raise ValueError(
             f"{execution_id}: no step {at_step} to fork at (it has steps "
             f"0..{len(order) - 1})"
             if order
@@ -71,18 +74,23 @@ def fork(
 ) -> Execution:
     """Fork an execution at step `at_step` and run the fork live from there.
 
-    `input`, if given, replaces the input of the call at step `at_step`
-    (a `StepInputReplaced` event records it, so the fork replays).
-    Returns the fork's state when its run ends.
+    `input`, if given, replaces the arguments of the call at step `at_step`
+    (a mapping of parameter names to values, as the step's recorded input
+    shows them); a `StepInputReplaced` event records it, so the fork
+    replays. Returns the fork's state when its run ends.
+
+    Raises:
+        ValueError: No step `at_step`, or `input` does not fit the step.
     """
     from journal.continuation import dry_run
 
     history = journal_.history(execution_id)
     cut = cut_before(history, at_step)
-    copied = history.events[: cut - 1]
+    copied: list[ev.Event] = list(history.events[: cut - 1])
     fork_id = ExecutionId(new_execution_id())
+    if input is not None:
+        copied.append(_replacement(flow, history, at_step, input))
     prefix = fold(fork_id, copied)
-    prefix = _with_replaced_input(prefix, history, at_step, input)
     dry_run(flow, prefix)  # schema gate and the prefix against today's code
     lease = journal_.acquire_lease(fork_id)
     if lease is None:
@@ -94,28 +102,53 @@ def fork(
             seq=cut - 1,
             link=history.rows[cut - 2].hash.hex(),
         )
-        journal_.append(0, prefix, _events_of(prefix, copied, input), lease=lease, origin=origin)
-        return _continue(flow, journal_, prefix, lease)
+        journal_.append(0, prefix, copied, lease=lease, origin=origin)
+        return _continue(flow, journal_, fork_id, lease)
     finally:
         heartbeat.stop()
 
 
-def _events_of(prefix: Execution, copied: list[ev.AnyEvent], input: Any) -> list[ev.Event]:
-    return list(copied)
+def _replacement(
+    flow: Flow, history: VerifiedHistory, at_step: int, input: Any
+) -> ev.StepInputReplaced:
+    """The event replacing step `at_step`'s input (checked against its
+    parameters, canonical as the run would encode it)."""
+    from journal.application import utc_now
+    from journal.codec import encode_value
+    from journal.record import RecordIndex
+
+    recorded = fold(ExecutionId(history.summary.execution_id), history.events)
+    step = recorded.ordered_steps()[at_step]
+    definition = _step_def(flow, step.callable_id)
+    raw = bytes(encode_value(input))
+    try:
+        arguments = definition.signature.decode_args(raw)
+        payload = definition.signature.encode_args((), arguments)
+    except (msgspec.ValidationError, msgspec.DecodeError, TypeError) as e:
+        raise ValueError(
+            f"--input for step {at_step} ({definition.callable_id}) does not fit "
+            f"its parameters: {e}"
+        ) from e
+    call = RecordIndex.of(recorded).call_of[step.id]
+    return ev.StepInputReplaced(at=utc_now(), call=call, input=msgspec.Raw(payload))
 
 
-def _with_replaced_input(
-    prefix: Execution, history: VerifiedHistory, at_step: int, input: Any
-) -> Execution:
-    return prefix
+def _step_def(flow: Flow, callable_id: str | None) -> StepDef:
+    steps = dict(flow.steps)
+    for library in flow.libraries:
+        steps.update(library.steps)
+    found = steps.get(callable_id or "")
+    if found is None:
+        raise ValueError(
+            f"step {callable_id} is not a step of flow {flow.name!r} today: "
+            "its input cannot be replaced"
+        )
+    return found
 
 
-def _continue(
-    flow: Flow, journal_: Journal, prefix: Execution, lease: Any
-) -> Execution:
+def _continue(flow: Flow, journal_: Journal, fork_id: str, lease: Lease) -> Execution:
     from journal.commands import ExecutionHandle
     from journal.driving import continue_live
 
-    handle = ExecutionHandle(journal_, journal_.get(prefix.id), lease)
-    state: Execution = continue_live(flow, handle, journal_.get(prefix.id))
-    return state
+    handle = ExecutionHandle(journal_, journal_.get(fork_id), lease)
+    return continue_live(flow, handle, journal_.get(fork_id))

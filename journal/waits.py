@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from journal.flow import current_run
+from journal.context import current_frame
 from journal.model import Answer, Wait, WaitReason, is_null
 from journal.schema import canonical
 
@@ -75,8 +75,8 @@ def wait_for(
         Denied: The approver denied it.
         WaitTimeout: Resumed after the deadline without an answer.
     """
-    run = current_run.get()
-    if run is None:
+    frame = current_frame()
+    if frame is None:
         raise RuntimeError("journal.wait_for() must be called inside a flow's entry")
     if isinstance(timeout, int | float):
         timeout = timedelta(seconds=timeout)
@@ -88,7 +88,7 @@ def wait_for(
         require_approver,
         type_,
     )
-    return run.wait_for(request)  # type: ignore[attr-defined]
+    return frame.run.wait_for(frame, request)
 
 
 def differs(wait: Wait, request: WaitRequest, digest: str) -> str | None:

@@ -110,7 +110,9 @@ def test_a_refused_approval_records_nothing(
             approval_for(execution, digest="sha256:" + "0" * 64),
         )
     with pytest.raises(ApprovalRefusedError, match="requires an approver"):
-        resume(cf.approvals, journal_, execution.id, approval_for(execution, approver=None))
+        resume(
+            cf.approvals, journal_, execution.id, approval_for(execution, approver=None)
+        )
 
     assert journal_.get(execution.id).version == execution.version
 
@@ -152,7 +154,9 @@ def test_with_a_keyring_an_unsigned_or_badly_signed_approval_is_refused(
     alice = Ed25519PrivateKey.generate()
     public = alice.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     path = tmp_path / "keyring.json"
-    path.write_text(json.dumps({"approvers": {"alice": base64.b64encode(public).decode()}}))
+    path.write_text(
+        json.dumps({"approvers": {"alice": base64.b64encode(public).decode()}})
+    )
     keyring = Keyring.load(path)
     execution = waiting(journal_)
     digest = execution.waits[0].digest
@@ -161,7 +165,7 @@ def test_with_a_keyring_an_unsigned_or_badly_signed_approval_is_refused(
     good = sign_digest(alice.private_bytes_raw(), digest)
 
     for signature in (None, bad):
-        with pytest.raises(ApprovalRefusedError, match="signature|unsigned"):
+        with pytest.raises(ApprovalRefusedError, match=r"signature|unsigned"):
             resume(
                 cf.approvals,
                 journal_,
@@ -187,8 +191,10 @@ def test_resuming_an_ended_execution_is_not_allowed(
     journal_: journal.Journal, effects: Path
 ) -> None:
     execution = waiting(journal_)
-    done = resume(cf.approvals, journal_, execution.id, approval_for(execution))
+    approval = approval_for(execution, input=msgspec.Raw(b'"yes"'))
+    done = resume(cf.approvals, journal_, execution.id, approval)
 
+    assert done.state is ExecutionState.COMPLETED
     with pytest.raises(StateNotAllowedError, match="Completed: it has ended"):
         resume(cf.approvals, journal_, done.id, approval_for(execution))
 
