@@ -118,6 +118,7 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_store,
         commands_transfer,
     )
 
@@ -129,6 +130,7 @@ def _register() -> None:
         commands_compare,
         commands_control,
         commands_continue,
+        commands_store,
     ):
         module.register(cli)
 

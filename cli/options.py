@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cli.output import Output
     from journal.application import Journal
     from journal.flow import Flow
+    from journal.keys import Keyring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +43,7 @@ class GlobalFlags:
     flows: list[str] = field(default_factory=list)
     json: bool = False
     debug: bool = False
+    allow_unsigned: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Settings:
     json: bool
     debug: bool
     sources: dict[str, str]
+    allow_unsigned: bool = False
 
 
 def flags_of(ctx: click.Context) -> GlobalFlags:
@@ -110,6 +113,11 @@ _GLOBAL_OPTIONS = (
     click.option(
         "--debug", is_flag=True, expose_value=False, callback=_remember,
         help="Show tracebacks.",
+    ),
+    click.option(
+        "--allow-unsigned", is_flag=True, expose_value=False, callback=_remember,
+        help="Accept unsigned chains, and write unsigned into a signed store "
+        "[env JOURNAL_ALLOW_UNSIGNED=1].",
     ),
     click.option(
         "--version", is_flag=True, expose_value=False, is_eager=True,
@@ -193,6 +201,7 @@ def resolve(flags: GlobalFlags, cwd: Path | None = None) -> Settings:
         json=flags.json,
         debug=flags.debug,
         sources=sources,
+        allow_unsigned=flags.allow_unsigned,
     )
 
 
@@ -244,8 +253,17 @@ class App:
         import journal
 
         return journal.open(
-            self.settings.db, tenant=self.settings.tenant, create=create
+            self.settings.db,
+            tenant=self.settings.tenant,
+            create=create,
+            keyring=self.keyring(),
         )
+
+    def keyring(self) -> Keyring:
+        """The signing keys from the environment, and --allow-unsigned."""
+        from journal.keys import Keyring
+
+        return Keyring.from_env(allow_unsigned=self.settings.allow_unsigned)
 
     @property
     def flows(self) -> list[Flow]:

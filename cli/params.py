@@ -7,8 +7,10 @@ with click's "Invalid value for ..." message.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import click
@@ -138,6 +140,27 @@ TENANT = _CheckedText("ID", check_tenant)
 DB_URL = _CheckedText("URL", check_db_url)
 #: An ``EXECUTION_ID`` argument: ``exec_`` + 27 base62.
 EXECUTION_ID = _CheckedText("EXECUTION_ID", check_execution_id)
+
+
+class JournalFilesParam(click.Path):
+    """An export file, or a folder holding at least one ``*.jsonl``: a
+    missing path or an empty folder is a usage error (exit 2), as it is for
+    the pytest plugin's ``--journal-replay``."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, path_type=Path)
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        if path.is_dir() and next(path.rglob("*.jsonl"), None) is None:
+            self.fail(f"{str(path)!r}: no *.jsonl file in this folder", param, ctx)
+        return path
+
+
+#: ``replay --file``: an export file or a folder of them.
+JOURNAL_FILES = JournalFilesParam()
 
 
 def filter_options(function: Any) -> Any:

@@ -18,7 +18,7 @@ import msgspec
 
 from journal import codec
 from journal import events as ev
-from journal.binding import decode_rows, summarize, verify_history
+from journal.binding import cheap_status, decode_rows, summarize, verify_history
 from journal.chain import ChainPoint, Genesis, genesis_preimage
 from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
 from journal.fold import fold
@@ -29,6 +29,7 @@ from journal.ids import (
     parse_execution_id,
     parse_tenant_id,
 )
+from journal.keys import Keyring
 from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
 from journal.model import Execution
 from journal.packing import CONTROL_BYTE
@@ -86,6 +87,7 @@ class VerifiedHistory:
     summary: Summary
     rows: list[Row]
     events: list[ev.AnyEvent]
+    state: Execution | None = None  # the fold (None: not a journal execution)
 
     @property
     def head(self) -> tuple[int, bytes]:
@@ -140,6 +142,16 @@ class Journal:
         """This tenant's executions, newest first."""
         return self.store.list_summaries(self.tenant_id, where or ListFilter())
 
+    def statuses(self, summaries: Sequence[Summary]) -> dict[str, str]:
+        """`journal.binding.cheap_status` of each index row (one query)."""
+        ids = [s.execution_id for s in summaries]
+        last = self.store.last_links(self.tenant_id, ids)
+        keyring = self.store.keyring
+        return {
+            s.execution_id: cheap_status(s, last.get(s.execution_id), keyring)
+            for s in summaries
+        }
+
     def history(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
@@ -154,10 +166,10 @@ class Journal:
         found = self.store.load_history(summary.execution_id, self.tenant_id)
         if found is None:
             raise not_found(summary.execution_id, self.tenant_id)
-        _, events = verify_history(
+        _, events, state = verify_history(
             found.summary, found.rows, self.store.keyring, expect_head=expect_head
         )
-        return VerifiedHistory(found.summary, found.rows, events)
+        return VerifiedHistory(found.summary, found.rows, events, state)
 
     def verify(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
@@ -367,9 +379,12 @@ def open(
     tenant: str = DEFAULT_TENANT,
     create: bool = True,
     snapshot_every: int = SNAPSHOT_EVERY,
+    keyring: Keyring | None = None,
 ) -> Journal:
     """Open a journal: ``journal.open("sqlite:///runs.db", tenant="tenant_acme")``."""
     tenant_id = parse_tenant_id(tenant)
     return Journal(
-        open_store(url, create=create), tenant_id, snapshot_every=snapshot_every
+        open_store(url, create=create, keyring=keyring),
+        tenant_id,
+        snapshot_every=snapshot_every,
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,9 +135,17 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"cannot create {self.path}: no directory {self.path.parent}"
             )
+        self._copy_dir: Path | None = None
+        target: str | Path = self.path
+        if not create and not _writable(self.path):
+            target, self._copy_dir = read_only_target(self.path)
         try:
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
+                target,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=60,
+                uri=isinstance(target, str),
             )
             self._conn.execute("PRAGMA busy_timeout = 60000")
             if create:
@@ -231,3 +242,34 @@ class SQLiteStore(SQLStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._copy_dir is not None:
+                shutil.rmtree(self._copy_dir, ignore_errors=True)
+                self._copy_dir = None
+
+
+def _writable(path: Path) -> bool:
+    """Whether a reader may use the file in place: SQLite's WAL mode writes
+    ``-wal``/``-shm`` files beside it while it is open."""
+    directory = path.parent if str(path.parent) else Path(".")
+    return os.access(path, os.W_OK) and os.access(directory, os.W_OK)
+
+
+def read_only_target(path: Path) -> tuple[str | Path, Path | None]:
+    """How to read write-protected evidence without creating anything
+    beside it: ``immutable=1`` when no WAL holds committed pages; else a
+    temporary copy of the database and its WAL (the WAL is never silently
+    ignored), removed on close."""
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return f"{path.absolute().as_uri()}?immutable=1", None
+    copy_dir = Path(tempfile.mkdtemp(prefix="journal-ro-"))
+    try:
+        shutil.copyfile(path, copy_dir / path.name)
+        shutil.copyfile(wal, copy_dir / wal.name)
+    except OSError as e:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+        raise StoreError(
+            f"{path}: write-protected with a WAL file {wal.name} that cannot be "
+            f"read through a copy: {e.strerror or e}"
+        ) from e
+    return copy_dir / path.name, copy_dir

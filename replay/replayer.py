@@ -110,6 +110,7 @@ def replay_events(
         "events_checked": len(events),
         "head": head,
         "source": source,
+        "fold_only": fold_only,
     }
     try:
         recorded = fold(ExecutionId(execution_id), events)
@@ -218,9 +219,13 @@ def replay_file(
     keyring = keyring or Keyring.from_env()
     flows = list(flows)
     if path.is_dir():
+        files = sorted(path.rglob("*.jsonl"))
+        if not files:
+            # An empty folder replays nothing: never a silent pass in CI.
+            raise ImportFormatError(f"{path}: no *.jsonl file in this folder")
         results = [
             result
-            for file in sorted(path.rglob("*.jsonl"))
+            for file in files
             for result in replay_file(
                 file, flows, keyring=keyring, fold_only=fold_only
             ).results

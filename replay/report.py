@@ -23,6 +23,30 @@ class Verdict(enum.StrEnum):
     NOT_RERUN = "not_rerun"
 
 
+class Outcome(enum.StrEnum):
+    """What a replay counts as in CI: the one rule the CLI's exit code, the
+    JUnit XML and the pytest plugin share (docs/replay-ci.md)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def outcome_of(verdict: Verdict, *, fold_only: bool, flow: str | None) -> Outcome:
+    """The rule. ``ok`` passes. ``not_rerun`` passes when only a fold was
+    asked (``--fold-only``), is skipped when the execution was recorded
+    without a flow (there is no code to re-run; its chain and fold were
+    checked), and fails when its flow is not loaded. Every other verdict
+    fails."""
+    if verdict is Verdict.OK:
+        return Outcome.PASSED
+    if verdict is Verdict.NOT_RERUN:
+        if fold_only:
+            return Outcome.PASSED
+        return Outcome.SKIPPED if flow is None else Outcome.FAILED
+    return Outcome.FAILED
+
+
 def plural(count: int, noun: str) -> str:
     """``1 step``, ``2 steps``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
@@ -47,14 +71,22 @@ class ReplayResult:
     source: str | None = None
     schema_format: int | None = None
     schema_notes: tuple[str, ...] = ()
+    #: Only verify and fold were asked (``not_rerun`` then passes).
+    fold_only: bool = False
 
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.OK
 
+    @property
+    def outcome(self) -> Outcome:
+        """Passed, failed or skipped, by the one CI rule (`outcome_of`)."""
+        return outcome_of(self.verdict, fold_only=self.fold_only, flow=self.flow)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
+            "outcome": self.outcome.value,
             "execution_id": self.execution_id,
             "message": self.message,
             "flow": self.flow,
@@ -110,18 +142,26 @@ class BatchResult:
         return counts
 
     @property
+    def failed(self) -> list[ReplayResult]:
+        """The results that count as failures (`Outcome.FAILED`)."""
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
+
+    @property
     def ok(self) -> bool:
-        return all(result.ok for result in self.results)
+        """Nothing failed (skipped executions are not failures)."""
+        return not self.failed
 
     def junit_xml(self, name: str = "journal-replay") -> str:
-        """JUnit XML that CI systems display: one test case per execution."""
-        failures = sum(1 for r in self.results if r.verdict is not Verdict.OK)
+        """JUnit XML that CI systems display: one test case per execution,
+        failed and skipped by the same rule as the exit code."""
+        skipped = [r for r in self.results if r.outcome is Outcome.SKIPPED]
         suite = ElementTree.Element(
             "testsuite",
             name=name,
             tests=str(len(self.results)),
-            failures=str(failures),
+            failures=str(len(self.failed)),
             errors="0",
+            skipped=str(len(skipped)),
             time=f"{self.duration_ms / 1000:.3f}",
         )
         for result in self.results:
@@ -132,10 +172,12 @@ class BatchResult:
                 name=result.source or result.execution_id,
                 time=f"{result.duration_ms / 1000:.3f}",
             )
-            if result.verdict is not Verdict.OK:
+            if result.outcome is Outcome.FAILED:
                 failure = ElementTree.SubElement(
                     case, "failure", message=result.message, type=result.verdict.value
                 )
                 failure.text = result.report()
+            elif result.outcome is Outcome.SKIPPED:
+                ElementTree.SubElement(case, "skipped", message=result.message)
         ElementTree.indent(suite)
         return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)

@@ -87,13 +87,15 @@ def gate(
 def _accepted(flow: Flow, recorded: str, stored: Any) -> GateResult:
     upcaster = flow.accepted_hashes[recorded]
     schema_format = None if stored is None else format_of(stored)
+    how = "with its upcaster" if upcaster is not None else "without an upcaster"
+    accepted = (f"accepted: Flow({flow.name!r}) accepts {recorded} {how}",)
     if upcaster is not None or stored is None or schema_format not in SCHEMA_FORMATS:
-        return GateResult(True, schema_format, upcaster)
+        return GateResult(True, schema_format, upcaster, notes=accepted)
     assert schema_format is not None
     changes = diff_documents(stored, flow.schema_document_for(schema_format))
     altering = [change for change in changes if change.alters_values]
     if not altering:
-        return GateResult(True, schema_format)
+        return GateResult(True, schema_format, notes=accepted)
     return GateResult(
         False,
         schema_format,

@@ -208,13 +208,11 @@ def _diff_members(
             what = f"{state} ({required} {brief(member.get('type'))})"
             changes.append(Change(where, what, at, alters_values=True))
             continue
-        if before.get("required") != after.get("required"):
-            what = (
-                "required -> optional"
-                if before.get("required")
-                else "optional -> required"
-            )
-            changes.append(Change(where, what, at, alters_values=True))
+        explained = ("default" in before) != ("default" in after)  # by _diff_default
+        if before.get("required") != after.get("required") and not explained:
+            loosened = bool(before.get("required"))
+            what = "required -> optional" if loosened else "optional -> required"
+            changes.append(Change(where, what, at, alters_values=not loosened))
         _diff_default(where, at, before, after, changes)
         diff_types(where, at, before.get("type"), after.get("type"), changes)
 
@@ -224,9 +222,10 @@ def _diff_default(
 ) -> None:
     if old.get("default") == new.get("default"):
         return
-    if "default" not in old:
-        what = f"default {show(new['default'])} added"
-    elif "default" not in new:
+    if "default" not in old:  # a loosening: recorded values decode as before
+        changes.append(Change(where, f"default {show(new['default'])} added", at))
+        return
+    if "default" not in new:
         what = f"default {show(old['default'])} removed"
     else:
         what = f"default {show(old['default'])} -> {show(new['default'])}"

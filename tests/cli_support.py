@@ -20,7 +20,14 @@ from click.testing import Result
 
 import journal
 
-ENV_VARS = ("JOURNAL_DB", "JOURNAL_TENANT", "JOURNAL_FLOWS", "JOURNAL_SIGNING_KEY")
+ENV_VARS = (
+    "JOURNAL_DB",
+    "JOURNAL_TENANT",
+    "JOURNAL_FLOWS",
+    "JOURNAL_SIGNING_KEY",
+    "JOURNAL_SIGNING_KEYS",
+    "JOURNAL_ALLOW_UNSIGNED",
+)
 
 CALC_V1 = """
 import journal

@@ -18,7 +18,15 @@ def test_list_prints_a_table_newest_first(
     result = invoke("list", "--db", db)
     assert result.exit_code == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["id", "flow", "state", "steps", "started", "duration"]
+    assert header.split() == [
+        "id",
+        "flow",
+        "state",
+        "steps",
+        "started",
+        "duration",
+        "chain",
+    ]
     assert [row.split()[0] for row in rows] == [
         demo_ids["failed"],
         demo_ids["declined"],

@@ -9,6 +9,7 @@ import pytest
 import journal
 import replay
 from journal import ExecutionState, Flow, StepState
+from journal import events as ev
 from journal.chain import parse_genesis
 from journal.continuation import recover
 from journal.errors import ConflictError, ExecutionNotFoundError
@@ -43,7 +44,6 @@ def test_a_fork_copies_the_record_before_the_step_and_runs_the_rest_live(
 ) -> None:
     original = cf.charges.run(journal_, "ord_7")
     before = stored(journal_, original.id)
-    del before[:0]
     effects.unlink()
 
     forked = cf.charges.fork(journal_, original.id, at_step=1)
@@ -67,14 +67,15 @@ def test_a_fork_names_its_origin_in_its_chain_genesis_and_verifies(
     started_step_1 = next(
         e.seq
         for e in journal_.events(original.id)
-        if type(e.event).__name__ == "StepStarted"
+        if isinstance(e.event, ev.StepStarted)
         and e.event.step_id == original.step_order[1]
     )
 
     forked = cf.charges.fork(journal_, original.id, at_step=1)
 
-    summary = journal_.summary(forked.id)
-    origin = parse_genesis(summary.genesis, forked.id).origin
+    genesis = journal_.summary(forked.id).genesis
+    assert genesis is not None
+    origin = parse_genesis(genesis, forked.id).origin
     assert origin is not None
     assert origin.execution_id == original.id
     assert origin.seq == started_step_1 - 1
@@ -154,7 +155,8 @@ def test_a_recovered_parent_finds_its_child_again(
 
     @parent.entry
     def parent_main(n: int) -> int:
-        return child_flow.run_child(n) + 1
+        doubled: int = child_flow.run_child(n)
+        return doubled + 1
 
     with pytest.raises(SystemExit):
         parent.run(journal_, 20)

@@ -3,6 +3,8 @@ and retries are behaviour: a changed retry policy is never `ok`."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from unittest import mock
@@ -18,7 +20,9 @@ from journal.model import Execution
 from replay import Verdict
 from tests.flows_helpers import memory_journal
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+pytest_plugins = ["tests.cli_fixtures"]
 
 
 def record_under_format(
@@ -186,3 +190,38 @@ def test_a_format_1_recording_with_a_changed_retry_policy_diverges() -> None:
     assert "today's retry policy (max_retries 0) would not retry it" in (
         result.divergence.reason
     )
+
+
+def test_the_script_prints_one_line_per_change_and_how_to_accept_it(
+    run_script: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    path = str(FIXTURES / "schema_mismatch.jsonl")
+    imported = run_script("--tenant", "tenant_golden", "import", path)
+    assert imported.returncode == 0, imported.stderr
+    (block,) = replay.replay_file(path).results
+
+    result = run_script(
+        "--tenant",
+        "tenant_golden",
+        "replay",
+        block.execution_id,
+        "--flows",
+        "fixtures.flows",
+        PYTHONPATH=str(REPO),
+    )
+
+    assert result.returncode == 4, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"{block.execution_id}: schema_mismatch — recorded schema differs from "
+        "flow 'golden_orders': 1 change"
+    )
+    assert "  changed: golden_orders.subtotal output: float -> int" in lines
+    assert (
+        "  recorded under schema document format 1: gated with format 1's rules "
+        "(today's is format 2)"
+    ) in lines
+    assert (
+        "  to accept it: Flow('golden_orders', accepts="
+        f"{{{block.recorded_schema!r}: upcaster}})"
+    ) in lines
