@@ -118,6 +118,7 @@ def _register() -> None:
         commands_demo,
         commands_read,
         commands_replay,
+        commands_report,
         commands_store,
         commands_transfer,
     )
@@ -130,6 +131,7 @@ def _register() -> None:
         commands_compare,
         commands_control,
         commands_continue,
+        commands_report,
         commands_store,
     ):
         module.register(cli)

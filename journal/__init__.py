@@ -44,6 +44,8 @@ from journal.model import StepType as StepType
 from journal.model import WaitReason as WaitReason
 from journal.store import ListFilter as ListFilter
 from journal.store import Summary as Summary
+from journal.threads import executor as executor
+from journal.threads import run_in_thread as run_in_thread
 from journal.waits import Denied as Denied
 from journal.waits import WaitTimeout as WaitTimeout
 from journal.waits import wait_for as wait_for
@@ -87,10 +89,12 @@ __all__ = [
     "WaitTimeout",
     "__version__",
     "evolve",
+    "executor",
     "fold",
     "now",
     "open",
     "random",
+    "run_in_thread",
     "step_key",
     "utc_now",
     "uuid4",

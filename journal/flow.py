@@ -444,12 +444,15 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
+        def call_async(*args: Any, **kwargs: Any) -> Any:
+            # A plain function returning the awaitable: the call's identity
+            # is taken now, when the call is made, whichever task awaits it.
             frame = current_frame()
             if frame is None:
                 refuse_outside_run(definition)
-                return await fn(*args, **kwargs)
-            return await frame.run.call_step_async(frame, definition, args, kwargs)
+                return fn(*args, **kwargs)
+            call = frame.next_call()
+            return frame.run.call_step_async(frame, definition, call, args, kwargs)
 
         return call_async
 

@@ -306,12 +306,12 @@ class Run(Matcher):
         self,
         frame: Frame,
         step: StepDef,
+        call: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         if step.flow is not self.flow:
             self._declared(lambda: self.flow.check_step(step))
-        call = frame.next_call()
         payload = step.signature.encode_args(args, kwargs)
         replaced = self.replaced_input(call)
         if replaced is not None:  # a fork gave this call another input
@@ -549,7 +549,7 @@ class Run(Matcher):
             return msgspec.json.decode(recorded, type=type_)
         raw = canonical(make())
         with self._write() as handle:
-            handle.record_value(kind, msgspec.Raw(raw), call=frame.stored_call(call))
+            handle.record_value(kind, msgspec.Raw(raw), call=frame.stored_value(call))
         return msgspec.json.decode(raw, type=type_)
 
     def run_child(

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -90,6 +91,29 @@ def replay(
         started=started,
     )
     return _finish(result, raise_on_failure)
+
+
+async def replay_async(
+    journal_: Journal,
+    execution_id: str,
+    flows: Iterable[Flow] = (),
+    *,
+    raise_on_failure: bool = False,
+    fold_only: bool = False,
+) -> ReplayResult:
+    """`replay` for callers inside a running event loop.
+
+    The replay runs on a worker thread with an event loop of its own (an
+    async flow's entry needs one), so the caller's loop keeps serving.
+    """
+    return await asyncio.to_thread(
+        replay,
+        journal_,
+        execution_id,
+        list(flows),
+        raise_on_failure=raise_on_failure,
+        fold_only=fold_only,
+    )
 
 
 def replay_events(
