@@ -121,12 +121,14 @@ def _register() -> None:
         commands_report,
         commands_store,
         commands_transfer,
+        commands_verify,
     )
 
     for module in (
         commands_demo,
         commands_replay,
         commands_read,
+        commands_verify,
         commands_transfer,
         commands_compare,
         commands_control,

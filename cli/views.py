@@ -180,3 +180,22 @@ def compact(value: Any, width: int = 60) -> str:
 
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def binding_fields(summary: Summary) -> dict[str, Any]:
+    """The chain's binding and key id, for ``--json``."""
+    from journal.binding import binding_of
+
+    return {"binding": binding_of(summary), "key_id": summary.key_id}
+
+
+def signature_text(summary: Summary) -> str:
+    """How the chain is bound and signed, in words."""
+    from journal.binding import binding_of
+
+    binding = binding_of(summary)
+    if summary.alg == "hmac-sha256":
+        return f"{binding} binding, links keyed (v1 hmac-sha256)"
+    if summary.key_id:
+        return f"{binding} binding, head signed with key {summary.key_id}"
+    return f"{binding} binding, unsigned"
