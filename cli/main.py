@@ -113,6 +113,7 @@ def cli() -> None:
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_continue,
         commands_control,
         commands_demo,
         commands_ledger,
@@ -133,6 +134,7 @@ def _register() -> None:
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_continue,
         commands_report,
         commands_store,
         commands_log,
