@@ -19,6 +19,7 @@ import msgspec
 
 from journal.calls import call_key, current_step_key
 from journal.checks import RecordChecks
+from journal.codec import json_problem
 from journal.context import Frame, enter
 from journal.errors import FlowDefinitionError, InvalidTransitionError, JournalError
 from journal.failures import StepError, error_from
@@ -69,6 +70,19 @@ def cancelled_error(step_id: StepId) -> ExecutionError:
         step_id=step_id,
         attempt=1,
     )
+
+
+def checked(step: StepDef, output: bytes) -> bytes:
+    """A step's output, refused if it is not JSON (a `msgspec.Raw` it
+    returned unchecked): a ValidationError of the step, never a bad value
+    in the history."""
+    problem = json_problem(output)
+    if problem is not None:
+        raise msgspec.ValidationError(
+            f"{step.callable_id} returned a msgspec.Raw that is not valid JSON: "
+            f"{problem}"
+        )
+    return output
 
 
 def is_cancellation(error: ExecutionError | None) -> bool:

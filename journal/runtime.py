@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from journal.context import Frame, enter
 from journal.failures import StepError
-from journal.live import STOPPED_BY_OPERATOR, Halt, LiveRecorder, is_cancellation
+from journal.live import (
+    STOPPED_BY_OPERATOR,
+    Halt,
+    LiveRecorder,
+    checked,
+    is_cancellation,
+)
 from journal.matching import Stop
 from journal.model import Step, StepState
 from journal.schema import canonical
@@ -148,7 +154,7 @@ class Run(LiveRecorder):
             started = time.perf_counter()
             undo = self._enter_live_body(body, call, step_id)
             try:
-                output = canonical(step.function(*args, **kwargs))
+                output = checked(step, canonical(step.function(*args, **kwargs)))
             except Exception as exc:
                 delay = self._failed(step, exc, step_id, attempt, started)
                 if delay is None:
@@ -243,7 +249,7 @@ class Run(LiveRecorder):
             started = time.perf_counter()
             undo = self._enter_live_body(body, call, step_id)
             try:
-                output = canonical(await step.function(*args, **kwargs))
+                output = checked(step, canonical(await step.function(*args, **kwargs)))
             except asyncio.CancelledError:
                 self._cancelled(step_id, started)
                 raise
