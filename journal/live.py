@@ -23,6 +23,7 @@ from journal.codec import json_problem
 from journal.context import Frame, enter
 from journal.errors import FlowDefinitionError, InvalidTransitionError, JournalError
 from journal.failures import StepError, error_from
+from journal.ids import derived_execution_id
 from journal.model import (
     CallableType,
     ErrorCategory,
@@ -33,6 +34,7 @@ from journal.model import (
     ParentType,
     Step,
     StepSource,
+    StepState,
     StepType,
 )
 from journal.schema import canonical
@@ -119,6 +121,7 @@ class LiveRecorder(RecordChecks):
         self.sleep = sleep
         self.child_runner = child_runner
         self.journal_failure: JournalError | None = None
+        self.waits_seen = 0
         self.finished = False
         self._lock = threading.RLock()
 
@@ -276,6 +279,12 @@ class LiveRecorder(RecordChecks):
             for attempt in self.attempts(record):
                 self.answer_effect(attempt)
             self.release(record)
+            if self.live and record.state is StepState.RUNNING:
+                # The process died while the child ran: the child (found
+                # again by its derived id) is resumed or returned.
+                return self._live_child(
+                    frame, child, call, payload, args, kwargs, step_id=record.id
+                )
             return self.recorded_outcome(None, record, None, signature)
         return self._live_child(frame, child, call, payload, args, kwargs)
 
@@ -287,25 +296,31 @@ class LiveRecorder(RecordChecks):
         payload: bytes,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
+        step_id: StepId | None = None,
     ) -> Any:
         assert self.handle is not None
         assert self.child_runner is not None
         signature = child.require_entry()
-        with self._write() as handle:
-            step_id: StepId = handle.start_step(
-                child.name,
-                StepType.GRAPH_NODE,
-                input=msgspec.Raw(payload),
-                parent_step_id=frame.step,
-                callable_id=child.name,
-                callable_type=CallableType.FLOW,
-                call=frame.stored_call(call),
-            )
+        if step_id is None:
+            with self._write() as handle:
+                step_id = handle.start_step(
+                    child.name,
+                    StepType.GRAPH_NODE,
+                    input=msgspec.Raw(payload),
+                    parent_step_id=frame.step,
+                    callable_id=child.name,
+                    callable_type=CallableType.FLOW,
+                    call=frame.stored_call(call),
+                )
         started = time.perf_counter()
         link = ParentLink(
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
-        result = self.child_runner(child, self.handle.journal, args, kwargs, link)
+        child_id = derived_execution_id(self.handle.id, call)
+        result = self.child_runner(
+            child, self.handle.journal, args, kwargs, link, child_id
+        )
         if result.error is None and result.state.value == "Completed":
             with self._write() as handle:
                 handle.complete_step(

@@ -21,7 +21,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from journal import events as ev
+from journal.approvals import wait_digest
 from journal.context import Frame, enter
+from journal.divergence import Divergence
 from journal.failures import StepError
 from journal.live import (
     STOPPED_BY_OPERATOR,
@@ -33,6 +38,7 @@ from journal.live import (
 from journal.matching import Stop
 from journal.model import Step, StepState
 from journal.schema import canonical
+from journal.waits import WaitRequest, answer, differs
 
 if TYPE_CHECKING:
     from journal.flow import StepDef
@@ -68,6 +74,9 @@ class Run(LiveRecorder):
             self._declared(lambda: self.flow.check_step(step))
         call = frame.next_call()
         payload = step.signature.encode_args(args, kwargs)
+        replaced = self.replaced_input(call)
+        if replaced is not None:  # a fork gave this call another input
+            payload, args, kwargs = replaced, (), step.signature.decode_args(replaced)
         first = self.find(frame, call, step.name, step.callable_id, payload)
         if first is None:
             return self._live(frame, step, call, payload, args, kwargs)
@@ -177,6 +186,9 @@ class Run(LiveRecorder):
         if step.flow is not self.flow:
             self._declared(lambda: self.flow.check_step(step))
         payload = step.signature.encode_args(args, kwargs)
+        replaced = self.replaced_input(call)
+        if replaced is not None:  # a fork gave this call another input
+            payload, args, kwargs = replaced, (), step.signature.decode_args(replaced)
         first = self.find(frame, call, step.name, step.callable_id, payload)
         if first is None:
             return await self._live_async(frame, step, call, payload, args, kwargs)
@@ -263,3 +275,71 @@ class Run(LiveRecorder):
             finally:
                 undo()
             return self._completed(step, step_id, output, started)
+
+    def replaced_input(self, call: str) -> bytes | None:
+        """The input a fork recorded for `call` instead of the entry's."""
+        known = self.handle.state if self.handle is not None else self.record
+        if known is None or not known.replaced_inputs:
+            return None
+        found = known.replaced_inputs.get(call)
+        return None if found is None else bytes(found)
+
+    # --- waits ---------------------------------------------------------------
+
+    def wait_for(self, frame: Frame, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` from the record (a resume appended its
+        answer before going on), or record the wait and halt the run: it ends
+        Waiting, and the process may exit."""
+        if frame.step is not None:
+            raise RuntimeError("journal.wait_for() cannot be called inside a step")
+        with self._lock:
+            ordinal = self.waits_seen
+            self.waits_seen += 1
+        known = self.handle.state if self.handle is not None else self.record
+        waits = known.waits if known is not None else []
+        execution_id = known.id if known is not None else ""
+        digest = wait_digest(
+            execution_id,
+            ordinal,
+            request.reason.value,
+            request.prompt,
+            request.action,
+        )
+        if ordinal < len(waits):
+            wait = waits[ordinal]
+            why = differs(wait, request, digest)
+            if why is not None:
+                raise self.diverge(Divergence(index=self._end(), reason=why))
+            if wait.answer is None:
+                raise Halt if self.live else self.end_of_record()
+            return answer(wait.answer, request.type_)
+        if not self.live:
+            if self.open_ended:
+                raise self.end_of_record()
+            raise self.diverge(
+                Divergence(
+                    index=self._end(),
+                    reason=f"journal.wait_for({request.reason.value}) was called, "
+                    "but the record has no further wait",
+                )
+            )
+        self._record_wait(request, digest)
+        raise Halt
+
+    def _record_wait(self, request: WaitRequest, digest: str) -> None:
+        from journal.application import utc_now
+
+        now = utc_now()
+        deadline = now + request.timeout if request.timeout is not None else None
+        with self._write() as handle:
+            handle.record(
+                ev.ExecutionWaiting(
+                    at=now,
+                    reason=request.reason,
+                    prompt=request.prompt,
+                    action=msgspec.Raw(request.action),
+                    digest=digest,
+                    timeout_at=deadline,
+                    require_approver=request.require_approver,
+                )
+            )
