@@ -21,6 +21,7 @@ from cli.views import (
     short_time,
     step_view,
     summary_view,
+    wait_view,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +88,15 @@ def print_execution(app: App, execution: Execution, head: int) -> None:
         ("output", view["output"]),
         ("error", error_text(execution.error)),
     ]
+    if execution.state.value == "Waiting" and execution.waits:
+        wait = wait_view(execution.waits[-1])
+        fields += [
+            ("prompt", wait["prompt"]),
+            ("action", wait["action"]),
+            ("digest", wait["digest"]),
+            ("deadline", wait["timeout_at"]),
+            ("approver", "required" if wait["require_approver"] else None),
+        ]
     for name, value in fields:
         text = "-" if value is None else compact(value, 100)
         app.out.line(f"{name:<10} {text}")

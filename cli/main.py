@@ -113,8 +113,11 @@ def cli() -> None:
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_continue,
         commands_control,
         commands_demo,
+        commands_ledger,
+        commands_log,
         commands_read,
         commands_replay,
         commands_report,
@@ -131,8 +134,11 @@ def _register() -> None:
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_continue,
         commands_report,
         commands_store,
+        commands_log,
+        commands_ledger,
     ):
         module.register(cli)
 

@@ -47,12 +47,16 @@ from journal.store import ListFilter as ListFilter
 from journal.store import Summary as Summary
 from journal.threads import executor as executor
 from journal.threads import run_in_thread as run_in_thread
+from journal.waits import Denied as Denied
+from journal.waits import WaitTimeout as WaitTimeout
+from journal.waits import wait_for as wait_for
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChainIntegrityError",
     "ConflictError",
+    "Denied",
     "ErrorCategory",
     "EventDecodeError",
     "Execution",
@@ -84,6 +88,7 @@ __all__ = [
     "Summary",
     "VerifiedHistory",
     "WaitReason",
+    "WaitTimeout",
     "__version__",
     "evolve",
     "executor",
@@ -95,4 +100,5 @@ __all__ = [
     "step_key",
     "utc_now",
     "uuid4",
+    "wait_for",
 ]

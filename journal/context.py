@@ -26,6 +26,7 @@ from journal.errors import FlowDefinitionError
 if TYPE_CHECKING:
     from journal.flow import Flow, StepDef
     from journal.ids import StepId
+    from journal.waits import WaitRequest
 
 
 class RunContext(Protocol):
@@ -59,6 +60,10 @@ class RunContext(Protocol):
         self, frame: Frame, kind: str, make: Callable[[], Any], type_: Any
     ) -> Any:
         """Record or replay a nondeterministic value."""
+
+    def wait_for(self, frame: Frame, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` from the record, or record the wait
+        and halt the run."""
 
     def run_child(
         self,

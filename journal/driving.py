@@ -30,10 +30,10 @@ from journal.errors import (
     JournalError,
     NondeterminismError,
 )
-from journal.failures import StepError, error_from, same_error
-from journal.ids import new_execution_id
+from journal.failures import error_from
+from journal.ids import ExecutionId, new_execution_id
 from journal.leases import Heartbeat
-from journal.model import Execution, ExecutionError, ExecutionState, ParentLink
+from journal.model import Execution, ParentLink
 from journal.runtime import STOPPED_BY_OPERATOR, Halt, Run, Stop
 from journal.schema import canonical
 
@@ -157,6 +157,7 @@ def _new_execution(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None,
+    execution_id: ExecutionId | None = None,
 ) -> Iterator[tuple[ExecutionHandle, bytes]]:
     """Create and start a new execution of `flow`, holding its lease
     (renewed by a heartbeat thread) from before its first event to the end
@@ -165,7 +166,7 @@ def _new_execution(
     document = canonical(flow.schema_document)
     schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
     journal_.put_schema(schema_version, document)
-    execution_id = new_execution_id()
+    execution_id = execution_id or new_execution_id()
     lease = journal_.acquire_lease(execution_id)
     if lease is None:  # a fresh id: only a clash of generated ids can do this
         raise ConflictError(f"{execution_id}: lease already held")
@@ -191,9 +192,13 @@ def record_live(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None = None,
+    execution_id: ExecutionId | None = None,
 ) -> Execution:
     """Record a whole live run of a synchronous `flow`; see `Flow.run`."""
-    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+    with _new_execution(flow, journal_, args, kwargs, parent, execution_id) as (
+        handle,
+        payload,
+    ):
         return continue_live(flow, handle, None, payload)
 
 
@@ -203,9 +208,13 @@ async def record_live_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None = None,
+    execution_id: ExecutionId | None = None,
 ) -> Execution:
     """Record a whole live run of an async `flow`; see `Flow.run_async`."""
-    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+    with _new_execution(flow, journal_, args, kwargs, parent, execution_id) as (
+        handle,
+        payload,
+    ):
         return await continue_live_async(flow, handle, None, payload)
 
 
@@ -244,13 +253,19 @@ def _child_runner(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink,
+    execution_id: ExecutionId,
 ) -> Execution:
+    """Run a child under the id derived from its call: a resumed parent
+    finds the child it started before (ended: its result; unfinished: it is
+    resumed) instead of starting another."""
     if is_async(child):
         raise FlowDefinitionError(
             f"child flow {child.name!r} is async: run_child supports "
             "synchronous child flows"
         )
-    return record_live(child, journal_, args, kwargs, parent)
+    from journal.continuation import run_with_id
+
+    return run_with_id(child, journal_, execution_id, args, kwargs, parent=parent)
 
 
 def _end_live(run: Run, handle: ExecutionHandle, outcome: Outcome) -> Execution:
@@ -341,7 +356,7 @@ def _finish_replay(run: Run, outcome: Outcome) -> None:
     if run.divergence is None and not run.record_ended:
         try:
             run.check_all_consumed()
-            compare_end(run, outcome)
+            run.compare_end(outcome.output, outcome.failure)
         except Stop:
             pass
 
@@ -363,64 +378,3 @@ def run_sync(
     """Run an async flow's coroutine in a loop of its own (`Flow.run`)."""
     _no_running_loop(flow, "flow.run_async")
     return asyncio.run(coroutine())
-
-
-def compare_end(run: Run, outcome: Outcome) -> None:
-    """The entry's output (or error) and the end state must be the record's."""
-    recorded = run.record
-    assert recorded is not None
-    state = recorded.state
-    if state not in (ExecutionState.COMPLETED, ExecutionState.FAILED):
-        return  # recorded while still running (or cancelled): matched so far
-    if outcome.failure is None and outcome.output is not None:
-        produced = outcome.output
-        recorded_output = run.upcast_bytes(run.flow.name, "output", recorded.output)
-        if state is ExecutionState.COMPLETED and recorded_output == produced:
-            return
-        caught = run.caught_failure()
-        raise run.diverge(
-            Divergence(
-                index=len(recorded.step_order),
-                reason="the entry's output differs from the record"
-                if state is ExecutionState.COMPLETED
-                else f"{caught}, and completes"
-                if caught
-                else "the entry completed, but the record failed",
-                recorded_step={"execution": state.value},
-                recorded_value=_end_value(recorded),
-                produced_step={"execution": "Completed"},
-                produced_value=value_view(produced),
-            )
-        )
-    error = _error_of(outcome.failure)
-    if state is ExecutionState.FAILED and same_error(recorded.error, error):
-        return
-    raise run.diverge(
-        Divergence(
-            index=len(recorded.step_order),
-            reason="the entry failed differently from the record",
-            recorded_step={"execution": state.value},
-            recorded_value=_end_value(recorded),
-            produced_step={"execution": "Failed"},
-            produced_value=None
-            if error is None
-            else {"error": error.category.value, "message": error.message},
-        )
-    )
-
-
-def _error_of(failure: BaseException | None) -> ExecutionError | None:
-    if failure is None:
-        return None
-    if isinstance(failure, StepError):
-        return failure.error
-    return error_from(failure, "")
-
-
-def _end_value(recorded: Execution) -> Any:
-    if recorded.error is not None:
-        return {
-            "error": recorded.error.category.value,
-            "message": recorded.error.message,
-        }
-    return value_view(bytes(recorded.output))

@@ -46,6 +46,8 @@ from journal.schema import (
 
 if TYPE_CHECKING:
     from journal.application import Journal
+    from journal.approvals import Keyring
+    from journal.continuation import FlowOptions
     from journal.model import Execution
 
 P = ParamSpec("P")
@@ -95,6 +97,16 @@ class Signature:
                 raise TypeError(
                     f"{function.__qualname__}: *args/**kwargs cannot be journaled"
                 )
+            if p.annotation is inspect.Parameter.empty:
+                raise FlowDefinitionError(
+                    f"{function.__qualname__}: parameter {p.name!r} has no type "
+                    "annotation (the journal encodes and gates values by type)"
+                )
+        if python.return_annotation is inspect.Signature.empty:
+            raise FlowDefinitionError(
+                f"{function.__qualname__}: the return type is not annotated "
+                "(write -> None if it returns nothing)"
+            )
         return cls(
             parameters=params,
             param_types={p.name: hints.get(p.name, Any) for p in params},
@@ -279,6 +291,7 @@ class Flow:
         """Declare a journaled step (usable with or without arguments)."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            _refuse_generator(fn)
             step_name = name or fn.__name__
             definition = StepDef(
                 flow=self,
@@ -389,6 +402,44 @@ class Flow:
             return driving.record_live(self, journal_, args, kwargs)
         return await driving.record_live_async(self, journal_, args, kwargs)
 
+    def resume(
+        self,
+        journal_: Journal,
+        execution_id: str,
+        *,
+        input: Any = None,
+        approver: str | None = None,
+        digest: str | None = None,
+        signature: str | None = None,
+        deny: bool = False,
+        reason: str | None = None,
+        keyring: Keyring | None = None,
+    ) -> Execution:
+        """Resume a waiting or paused execution of this flow with today's
+        code; see `journal.continuation` (raises `ApprovalRefusedError`,
+        `NondeterminismError`, `StateNotAllowedError`, ...)."""
+        from journal.approvals import Approval
+        from journal.continuation import resume
+
+        approval = Approval(input, approver, digest, signature, deny, reason)
+        return resume(self, journal_, execution_id, approval, keyring=keyring)
+
+    def fork(
+        self, journal_: Journal, execution_id: str, *, at_step: int, input: Any = None
+    ) -> Execution:
+        """Fork an execution of this flow at step `at_step` (as ``journal
+        show`` numbers them) and go on live; see `journal.fork`."""
+        from journal.fork import fork
+
+        return fork(self, journal_, execution_id, at_step=at_step, input=input)
+
+    def with_options(self, *, execution_id: str | None = None) -> FlowOptions:
+        """Run options that cannot collide with the entry's own arguments:
+        ``flow.with_options(execution_id="exec_…").run(journal_, ...)``."""
+        from journal.continuation import FlowOptions
+
+        return FlowOptions(self, execution_id)
+
     def run_child(self, *args: Any, **kwargs: Any) -> Any:
         """Inside another flow's run: record a child execution of this flow
         (same tenant, `ParentLink` to the calling step) and return its output."""
@@ -396,6 +447,16 @@ class Flow:
         if frame is None:
             raise RuntimeError(f"{self.name}.run_child() must be called inside a run")
         return frame.run.run_child(frame, self, args, kwargs)
+
+
+def _refuse_generator(fn: Callable[..., Any]) -> None:
+    """A generator's body runs after the call returned: it cannot be a step."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise FlowDefinitionError(
+            f"{fn.__qualname__} is {kind}: a step must return its value (its "
+            "body would run after the step was recorded); return a list instead"
+        )
 
 
 def _step_caller(definition: StepDef) -> Callable[..., Any]:

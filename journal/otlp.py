@@ -227,6 +227,7 @@ def _step_span(
         "journal.step.type": step.step_type,
         "journal.step.state": step.state.value,
         "journal.callable.id": step.callable_id,
+        "journal.step.call": step.call,
         "journal.seq.first": trace_.first_seq,
         "journal.seq.last": trace_.last_seq,
         "journal.event.hash": hashes.get(trace_.last_seq),

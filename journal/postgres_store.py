@@ -8,10 +8,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from journal.errors import ConflictError, StoreError
+from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
 
+_LOG_DDL = log_ddl("BIGINT")
 _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_executions (
     exec_key BIGSERIAL PRIMARY KEY,
@@ -108,12 +111,19 @@ END $$""",
     "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_index_append_only()",
     "INSERT INTO journal_meta (name, value) VALUES ('layout', '2') "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    *_LOG_DDL,  # the store-wide log (journal.sql_log)
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
+_LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
+_LOG_LOCK = "%s, hashtext(current_schema())"
 
 
 class PostgresStore(SQLStore):
     """The server for teams: many processes and machines append concurrently."""
+
+    BLOB = "BYTEA"
+    LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
+    SKIP_LOCKED = " SKIP LOCKED"
 
     P = "%s"
     LOCK_ROW = " FOR UPDATE"
@@ -139,6 +149,19 @@ class PostgresStore(SQLStore):
             self._create()  # a new store: needs DDL rights, once
         elif self.layout == 0:
             raise StoreError(f"{redact_url(url)} holds no journal tables")
+        elif self.layout >= LAYOUT:
+            self._add_log_tables()
+
+    def _add_log_tables(self) -> None:
+        """A store written before the log gets its tables on open."""
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT to_regclass('journal_log_pending') IS NOT NULL")
+            if cur.fetchone()[0]:
+                return
+        with self._transaction(write=True) as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+            for statement in _LOG_DDL:
+                cur.execute(statement)
 
     def _read_layout(self, cur: Any) -> int:
         """0: no journal tables; 1: a first-round store; else journal_meta's."""
@@ -192,6 +215,16 @@ class PostgresStore(SQLStore):
                 raise ConflictError(f"conflicting write: {e}") from e
             except psycopg.Error as e:
                 raise StoreError(f"PostgreSQL error: {e}") from e
+
+    def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
+        if wait:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+            return True
+        cur.execute(f"SELECT pg_try_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+        return bool(cur.fetchone()[0])
+
+    def _notify_log(self, cur: Any) -> None:
+        cur.execute(f"NOTIFY {LOG_CHANNEL}")
 
     def close(self) -> None:
         with self._lock:

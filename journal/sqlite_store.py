@@ -16,6 +16,7 @@ from typing import Any
 from journal.errors import ConflictError, StoreError
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore
 
 _SQLITE_SCHEMA = """
@@ -102,6 +103,9 @@ BEGIN SELECT RAISE(ABORT,
 INSERT INTO journal_meta (name, value) VALUES ('layout', '2')
     ON CONFLICT (name) DO UPDATE SET value = excluded.value;
 """
+# The store-wide log (journal.sql_log): created with a store, or on first open
+# of one written before it.
+_SQLITE_LOG = "".join(f"{statement};\n" for statement in log_ddl("INTEGER"))
 _SQLITE_MIGRATE_COLUMNS = (
     "ALTER TABLE journal_executions ADD COLUMN genesis BLOB",
     "ALTER TABLE journal_executions ADD COLUMN key_id TEXT",
@@ -152,29 +156,64 @@ class SQLiteStore(SQLStore):
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
             self.layout = self._read_layout()
+            if create:
+                self._refuse_foreign_tables()
             if self.layout == 0 and create:
                 self._conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} COMMIT;"
+                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} "
+                    f"{_SQLITE_LOG} COMMIT;"
                 )
                 self.layout = LAYOUT
             elif self.layout == 0:
                 raise StoreError(f"{self.path} is not a journal (no journal tables)")
+            elif self.layout >= LAYOUT:
+                self._add_log_tables()
         except sqlite3.DatabaseError as e:
             if self._conn_open() and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
 
+    def _add_log_tables(self) -> None:
+        """A store written before the log gets its tables (a read-only file
+        is left alone: it is not written to, so it has nothing to number)."""
+        found = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_pending'"
+        ).fetchone()
+        if found[0] == 0:
+            try:
+                self._conn.executescript(f"BEGIN IMMEDIATE; {_SQLITE_LOG} COMMIT;")
+            except sqlite3.OperationalError:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+
     def _conn_open(self) -> bool:
         return getattr(self, "_conn", None) is not None
 
-    def _read_layout(self) -> int:
-        """0: no journal tables; 1: a first-round store; else journal_meta's."""
-        names = {
+    def _table_names(self) -> set[str]:
+        return {
             name
             for (name,) in self._conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"
             )
         }
+
+    def _refuse_foreign_tables(self) -> None:
+        """Never write (import, record) into another application's database."""
+        foreign = sorted(
+            name
+            for name in self._table_names()
+            if not name.startswith(("journal_", "sqlite_"))
+        )
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
+            raise StoreError(
+                f"{self.path} holds tables that are not the journal's ({shown}): "
+                "another application's database? Nothing was written"
+            )
+
+    def _read_layout(self) -> int:
+        """0: no journal tables; 1: a first-round store; else journal_meta's."""
+        names = self._table_names()
         if "journal_events" not in names:
             return 0
         if "journal_meta" not in names:
@@ -201,7 +240,7 @@ class SQLiteStore(SQLStore):
         ]
         try:
             self._conn.executescript(
-                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} COMMIT;"
+                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} {_SQLITE_LOG} COMMIT;"
             )
         except sqlite3.DatabaseError as e:
             if self._conn.in_transaction:

@@ -45,6 +45,8 @@ from journal.errors import ConflictError, StoreError
 from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.sql_leases import SQLLeases
+from journal.sql_ledger import SQLLedger
+from journal.sql_log import SQLLog
 from journal.store import (
     Head,
     History,
@@ -80,7 +82,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(SQLLeases, Store):
+class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder
@@ -238,6 +240,7 @@ class SQLStore(SQLLeases, Store):
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
+        self._mark_unlogged(cur, key)  # journal.sql_log numbers them later
 
     def _key(self, cur: Any, execution_id: str, tenant_id: str) -> int | None:
         cur.execute(

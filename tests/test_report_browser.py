@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+import journal
 from benchmarks.report_html import render_many
 from fixtures import flows
+from journal.timeline import build_timeline
 from replay.audit import subjects_from_file
-from replay.html_report import Page, render_report
+from replay.html_report import ChainStatus, Page, Subject, render_report
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +168,11 @@ def test_pressing_enter_on_a_step_shows_its_output(
 
     assert "subtotal" in focused.text
     assert browser.find_element("css selector", "#step-output").text.strip() == "1998"
+    assert focused == browser.switch_to.active_element  # the focus stays put
+    status = browser.find_element("id", "status")  # read out by screen readers
+    assert status.get_attribute("textContent") == (
+        "Showing the details of step #1 subtotal"
+    )
 
 
 def test_the_diverged_fixture_highlights_the_step_that_diverged(
@@ -274,3 +281,47 @@ def test_ten_thousand_steps_render_only_the_rows_in_view(
     assert f"#{steps - 1} " in last.text
     assert browser.find_element("css selector", "#step-output").text.strip()
     shoot(browser, "ten-thousand-steps")
+
+
+def test_printing_shows_every_row_and_hides_the_controls(
+    browser: Any, tmp_path: Path
+) -> None:
+    text, _seconds, steps = render_many(300)
+    path = tmp_path / "three-hundred.html"
+    path.write_text(text, encoding="utf-8")
+    open_report(browser, path)
+    assert len(rows(browser)) < 100  # on screen: only the rows in view
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        browser.execute_script("window.dispatchEvent(new Event('beforeprint'))")
+
+        filters = browser.find_element("css selector", ".filters")
+        assert not filters.is_displayed()
+        intervals = browser.find_elements("css selector", "#timeline .row.interval")
+        assert len(rows(browser)) == steps + len(intervals)
+    finally:
+        browser.execute_script("window.dispatchEvent(new Event('afterprint'))")
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+def test_a_long_value_is_collapsed_until_expanded(browser: Any, tmp_path: Path) -> None:
+    with journal.open("memory://", tenant="tenant_flows") as journal_:
+        handle = journal_.create()
+        handle.start()
+        step = handle.start_step("list_everything", input={"all": True})
+        handle.complete_step(step, output=[f"item {n}" for n in range(300)])
+        rows_ = journal_.history(handle.id).rows
+    timeline = build_timeline(handle.id, rows_)
+    subject = Subject(timeline, "tenant_flows", ChainStatus.ok(timeline.head))
+    path = tmp_path / "long.html"
+    path.write_text(render_report(Page([subject]), generated_at="now"), "utf-8")
+    open_report(browser, path)
+    step_row(browser, "list_everything").click()
+    output = browser.find_element("css selector", "#step-output pre")
+    assert "item 299" not in output.text
+
+    expand = browser.find_element("css selector", "#step-output button.expand")
+    expand.click()
+
+    assert expand.get_attribute("aria-expanded") == "true"
+    assert "item 299" in output.text
