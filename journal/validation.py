@@ -12,7 +12,8 @@ Every event appended and every event imported is checked:
 * integers fit in 64 signed bits (what the SQL columns and most JSON readers
   hold); floats are finite by construction (msgspec writes ``null`` for
   them and refuses ``1e400`` on reading);
-* a raw value (`msgspec.Raw`) is exactly one JSON value;
+* (a raw value, `msgspec.Raw`, must be JSON: `journal.codec.check_raw_values`
+  refuses it beside these checks);
 * a payload is at most `MAX_PAYLOAD_BYTES` (which also bounds what
   `journal.packing.unpack` will inflate).
 
@@ -42,8 +43,6 @@ LATEST: Final = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 #: 19 digits or more: the only way to write an integer beyond 64 bits.
 _LONG_NUMBER = re.compile(rb"\d{19,}")
-_raw_checker = msgspec.json.Decoder(msgspec.Raw)
-_RAW_FIELDS = ("input", "output", "value")
 
 
 def check_events(
@@ -62,10 +61,6 @@ def check_events(
             check_payload(payload, "")
             for field, value in _times(event):
                 check_time(value, f"{ev.tag_of(event)}.{field}: ")
-            for field in _RAW_FIELDS:
-                raw = getattr(event, field, None)
-                if isinstance(raw, msgspec.Raw):
-                    _check_raw(raw, f"{ev.tag_of(event)}.{field}: ")
         except InvalidValueError as e:
             raise InvalidValueError(f"{where(i)}: {e}") from None
 
@@ -104,13 +99,6 @@ def _times(event: ev.Event) -> Iterator[tuple[str, datetime]]:
     occurred = getattr(error, "occurred_at", None)
     if isinstance(occurred, datetime):
         yield "error.occurred_at", occurred
-
-
-def _check_raw(raw: msgspec.Raw, where: str) -> None:
-    try:
-        _raw_checker.decode(bytes(raw))
-    except msgspec.DecodeError as e:
-        raise InvalidValueError(f"{where}not one JSON value: {e}") from e
 
 
 def _check_exactly(payload: bytes, where: str) -> None:
