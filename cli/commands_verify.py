@@ -47,7 +47,24 @@ def verify_all(app: App, journal_: Journal, where: Any, census: bool) -> int:
     for orphan in () if found is None else found.orphans:
         codes.append(INDEX_EXIT)
         results.append(_result(f"key {orphan.key}", error=orphan.describe()))
+    codes += check_ledger(journal_, results)
     return _print(app, results, max(codes))
+
+
+def check_ledger(journal_: Journal, results: list[dict[str, Any]]) -> list[int]:
+    """The store against the ledger (if it has one): each sealed head must
+    still be in the store (not deleted, truncated or rewritten), and the
+    stored leaves must give every checkpoint's root. Returns exit codes."""
+    audit = getattr(journal_.store, "ledger_audit", None)
+    problems = [] if audit is None else audit(journal_.tenant_id)
+    by_id = {r["execution_id"]: r for r in results}
+    for execution_id, problem in problems:
+        error = f"ledger: {problem}"
+        if execution_id in by_id and by_id[execution_id]["ok"]:
+            by_id[execution_id].update(ok=False, error=error)
+        elif execution_id not in by_id:
+            results.append(_result(execution_id, error=error))
+    return [INDEX_EXIT] if problems else []
 
 
 def _print(app: App, results: list[dict[str, Any]], code: int) -> int:

@@ -269,6 +269,7 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
+        codec.check_raw_values(str(after.id), new, payloads)
         summary = summarize(after)
         if expected == 0:
             summary = replace(summary, genesis=self.genesis_for(summary, origin))

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from journal.errors import ConflictError, StoreError
+from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
 from journal.sql_log import log_ddl
@@ -115,13 +116,12 @@ END $$""",
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 _LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
 _LOG_LOCK = "%s, hashtext(current_schema())"
-#: The channel a sequencer round notifies (``LISTEN journal_log``).
-LOG_CHANNEL = "journal_log"
 
 
 class PostgresStore(SQLStore):
     """The server for teams: many processes and machines append concurrently."""
 
+    BLOB = "BYTEA"
     LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
     SKIP_LOCKED = " SKIP LOCKED"
 

@@ -45,6 +45,7 @@ from journal.errors import ConflictError, StoreError
 from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.sql_leases import SQLLeases
+from journal.sql_ledger import SQLLedger
 from journal.sql_log import SQLLog
 from journal.store import (
     Head,
@@ -77,7 +78,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(SQLLeases, SQLLog, Store):
+class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder

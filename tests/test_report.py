@@ -4,8 +4,10 @@ broken chains (the browser's view is in `test_report_browser`)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,22 @@ def test_the_console_script_reports_a_tampered_export_and_exits_6(
     assert result.returncode == 6, result.stderr
     assert "chain broken at seq 6" in result.stderr
     assert "Chain broken" in (workdir / "t.html").read_text()
+
+
+@pytest.mark.parametrize(("ci", "exit_code"), [("", 0), ("true", 1)])
+def test_without_a_browser_the_browser_tests_skip_loudly_but_fail_under_ci(
+    ci: str, exit_code: int
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = str(Path(sys.executable).parent)  # no chromium on it
+    if ci:
+        env["CI"] = ci
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/test_report_browser.py", "-k", "one_bar_per_step"],
+        cwd=root, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == exit_code, result.stdout
+    assert "BROWSER TESTS NOT RUN" in result.stdout

@@ -168,6 +168,11 @@ def test_pressing_enter_on_a_step_shows_its_output(
 
     assert "subtotal" in focused.text
     assert browser.find_element("css selector", "#step-output").text.strip() == "1998"
+    assert focused == browser.switch_to.active_element  # the focus stays put
+    status = browser.find_element("id", "status")  # read out by screen readers
+    assert status.get_attribute("textContent") == (
+        "Showing the details of step #1 subtotal"
+    )
 
 
 def test_the_diverged_fixture_highlights_the_step_that_diverged(

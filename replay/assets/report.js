@@ -421,6 +421,8 @@
       if (focus !== false) { button.focus(); }
     }
     var row = this.rows[r];
+    var shown = row.kind === "step" ? "step #" + row.i + " " + this.x.steps[row.i].name : "the " + this.x.intervals[row.i].kind + " span";
+    document.getElementById("status").textContent = "Showing the details of " + shown;
     this.details.textContent = "";
     if (row.kind === "step") { this.stepDetails(row.i); } else { this.intervalDetails(row.i); }
   };
@@ -497,11 +499,11 @@
     var x = this.x;
     var broken = x.chain.verified ? Infinity : (x.chain.seq || 1);
     var shown = x.events.map(function (e, i) { return i; });
-    var scroller = el("div", { className: "events scroller", role: "table", "aria-label": "Events", "aria-rowcount": String(x.events.length) });
+    var scroller = el("div", { className: "events scroller", role: "rowgroup" });
     var list = new VirtualList(scroller, shown.length, function (n) {
       var e = x.events[shown[n]];
       var step = e[3] >= 0 ? "#" + e[3] + " " + x.steps[e[3]].name : "(execution)";
-      return el("div", { className: "event-row" + (e[0] >= broken ? " broken" : ""), role: "row" }, [
+      return el("div", { className: "event-row" + (e[0] >= broken ? " broken" : ""), role: "row", "aria-rowindex": String(n + 2) }, [
         el("span", { role: "cell", text: String(e[0]) }), el("span", { role: "cell", text: "+" + fmtMs(e[1]) }),
         el("span", { role: "cell", text: e[2] }), el("span", { role: "cell", text: step }),
         el("span", { role: "cell", className: "mono", text: e[4] })]);
@@ -527,6 +529,7 @@
       list.scroller.scrollTop = 0;
       list.redraw();
       count.textContent = shown.length + " of " + x.events.length + " events";
+      list.scroller.parentNode.setAttribute("aria-rowcount", String(shown.length + 1));
     }
     stepFilter.addEventListener("change", apply);
     typeFilter.addEventListener("change", apply);
@@ -535,8 +538,11 @@
     return el("section", { "aria-labelledby": "events-title" }, [
       el("h2", { id: "events-title", text: "Events" }),
       el("div", { className: "filters" }, [el("label", null, ["Step ", stepFilter]), el("label", null, ["Event type ", typeFilter]), count]),
-      el("div", { className: "table-head", role: "presentation", "aria-hidden": "true" }, ["seq", "time", "event", "step", "hash"].map(function (h) { return el("span", { text: h }); })),
-      scroller
+      el("div", { role: "table", "aria-label": "Events", "aria-rowcount": String(x.events.length + 1) }, [
+        el("div", { role: "rowgroup" }, [el("div", { className: "table-head", role: "row", "aria-rowindex": "1" },
+          ["seq", "time", "event", "step", "hash"].map(function (h) { return el("span", { role: "columnheader", text: h }); }))]),
+        scroller
+      ])
     ]);
   };
 
