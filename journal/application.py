@@ -20,7 +20,7 @@ import msgspec
 from journal import codec
 from journal import events as ev
 from journal.binding import cheap_status, decode_rows, summarize, verify_history
-from journal.chain import ChainPoint, Genesis, genesis_preimage
+from journal.chain import ChainPoint, Genesis, genesis_preimage, parse_genesis
 from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
 from journal.fold import fold
 from journal.ids import (
@@ -174,7 +174,29 @@ class Journal:
         _, events, state = verify_history(
             found.summary, found.rows, self.store.keyring, expect_head=expect_head
         )
+        self._check_points(found.summary)
         return VerifiedHistory(found.summary, found.rows, events, state)
+
+    def _check_points(self, summary: Summary) -> None:
+        """The parent head and fork origin the genesis names are links of
+        those chains, where they are stored in this tenant."""
+        if summary.genesis is None:
+            return
+        genesis = parse_genesis(summary.genesis, summary.execution_id)
+        for role, point in (("parent", genesis.parent), ("origin", genesis.origin)):
+            if point is None or point.seq is None or point.link is None:
+                continue
+            rows = self.store.load_rows(
+                point.execution_id, self.tenant_id, point.seq - 1, point.seq
+            )
+            if rows and rows[0].hash.hex() != point.link:
+                raise ChainIntegrityError(
+                    f"{summary.execution_id}: the genesis names {role} "
+                    f"{point.execution_id} at seq {point.seq} with link "
+                    f"{point.link[:16]}…, but that event's link is "
+                    f"{rows[0].hash.hex()[:16]}…",
+                    seq=1,
+                )
 
     def verify(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
