@@ -256,9 +256,14 @@ def test_a_child_execution_in_the_same_file_is_one_click_away(
     title = browser.find_element("id", "title").text
     assert "golden_fulfilment" in title
 
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.find_element("css selector", "table.meta a[href^='#exec_']").click()
 
-    assert "golden_shipping" in browser.find_element("id", "title").text
+    # The page follows the link on its hashchange event, which comes later.
+    WebDriverWait(browser, 10).until(
+        lambda b: "golden_shipping" in b.find_element("id", "title").text
+    )
     assert rows(browser)[0].text.endswith("book_courier")
 
 
