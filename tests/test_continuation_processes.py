@@ -248,3 +248,28 @@ def test_a_resume_whose_prefix_diverges_exits_5_and_writes_nothing(
     assert refused.returncode == 5, refused.stderr
     assert "the recorded prefix diverges" in refused.stderr
     assert world.export(execution_id) == before
+
+
+def test_recover_follow_supervises_and_completes_a_run_killed_later(
+    world: World,
+) -> None:
+    if "postgresql" in world.url:
+        pytest.skip("one backend is enough for the supervisor loop")
+    follower = world.start_journal(
+        "recover", "--follow", "--every", "0.1s", "--older-than", "1s"
+    )
+    try:
+        run = world.start_flow("charges", "ord_11", JOURNAL_TEST_BLOCK=str(world.block))
+        wait_for_file(world.block, run)
+        run.send_signal(signal.SIGKILL)
+        run.communicate()
+        deadline = time.monotonic() + LIMIT_S
+        while "ship charged r-ord_11" not in world.effect_lines():
+            assert time.monotonic() < deadline, "the supervisor never recovered it"
+            time.sleep(0.05)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        code, out, _err = finish(follower)
+    assert code == 130
+    assert out.endswith(" recovered Completed\n")
+    replays_ok(world, world.only_execution())
