@@ -161,11 +161,11 @@ def test_a_killed_run_is_recovered_by_exactly_one_of_two_recoverers(
     run.send_signal(signal.SIGKILL)
     run.communicate()
     deadline = time.monotonic() + LIMIT_S
-    while world.journal("recover", "--dry-run", "--older-than", "2s").stdout == "":
+    while world.journal("recover", "--dry-run", "--older-than", "3s").stdout == "":
         assert time.monotonic() < deadline, "the dead run's lease never went stale"
         time.sleep(0.1)
 
-    recoverers = [world.start_journal("recover", "--older-than", "2s") for _ in "ab"]
+    recoverers = [world.start_journal("recover", "--older-than", "3s") for _ in "ab"]
     results = [finish(r) for r in recoverers]
 
     assert alive.returncode == 0, alive.stderr
@@ -255,16 +255,17 @@ def test_recover_follow_supervises_and_completes_a_run_killed_later(
 ) -> None:
     if "postgresql" in world.url:
         pytest.skip("one backend is enough for the supervisor loop")
+    run = world.start_flow("charges", "ord_11", JOURNAL_TEST_BLOCK=str(world.block))
+    wait_for_file(world.block, run)  # the store exists from here on
     follower = world.start_journal(
         "recover", "--follow", "--every", "0.1s", "--older-than", "1s"
     )
     try:
-        run = world.start_flow("charges", "ord_11", JOURNAL_TEST_BLOCK=str(world.block))
-        wait_for_file(world.block, run)
         run.send_signal(signal.SIGKILL)
         run.communicate()
         deadline = time.monotonic() + LIMIT_S
         while "ship charged r-ord_11" not in world.effect_lines():
+            assert follower.poll() is None, follower.communicate()
             assert time.monotonic() < deadline, "the supervisor never recovered it"
             time.sleep(0.05)
     finally:
