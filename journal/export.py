@@ -417,12 +417,12 @@ def _verify_block(block: Block, keyring: Keyring, source: str, first_line: int) 
             f"({header.events} events) but the events end at {format_head(*head)}",
             seq=head[0],
         )
-    _check_mac(block, keyring, head)
     try:
         block.events = decode_rows(execution_id, block.rows)
     except EventDecodeError as e:
         raise ImportFormatError(f"{source}: {e}") from e
-    _check_state(block)
+    _check_state(block)  # before the MAC: it names what differs
+    _check_mac(block, keyring, head)
     created = block.events[0] if block.events else None
     if (
         not isinstance(created, ev.ExecutionCreated)
