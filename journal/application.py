@@ -8,6 +8,7 @@ start from a snapshot (a cache), `verify` and `history` never do.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -109,7 +110,11 @@ class Journal:
         self.snapshot_every = snapshot_every
         self._stored_schemas: dict[str, bytes] = {}  # written by this journal
         #: How often a run's heartbeat renews its lease (seconds).
-        self.heartbeat_every_s = HEARTBEAT_EVERY_S
+        self.heartbeat_every_s = float(
+            os.environ.get("JOURNAL_HEARTBEAT_S") or HEARTBEAT_EVERY_S
+        )
+        #: The time-to-live this journal's leases get (None: three heartbeats).
+        self.lease_ttl_s: float | None = None
 
     def __enter__(self) -> Journal:
         return self
@@ -360,12 +365,17 @@ class Journal:
         self, execution_id: str, *, stale_after_s: float = STALE_AFTER_S
     ) -> Lease | None:
         """Take an execution's lease for this process, if no live holder
-        has it (one not renewed for `stale_after_s` is taken over)."""
+        has it: one released, or not renewed for `stale_after_s` nor within
+        its holder's time-to-live, is taken over with the next token."""
+        ttl_s = self.lease_ttl_s
+        if ttl_s is None:
+            ttl_s = 3 * self.heartbeat_every_s
         return self.store.acquire_lease(
             parse_execution_id(execution_id),
             self.tenant_id,
             new_owner(),
             int(stale_after_s * 1000),
+            int(ttl_s * 1000),
         )
 
     # --- commands (see journal.commands) ---------------------------------

@@ -297,17 +297,9 @@ class Run(LiveRecorder):
             self.waits_seen += 1
         known = self.handle.state if self.handle is not None else self.record
         waits = known.waits if known is not None else []
-        execution_id = known.id if known is not None else ""
-        digest = wait_digest(
-            execution_id,
-            ordinal,
-            request.reason.value,
-            request.prompt,
-            request.action,
-        )
         if ordinal < len(waits):
             wait = waits[ordinal]
-            why = differs(wait, request, digest)
+            why = differs(wait, request)
             if why is not None:
                 raise self.diverge(Divergence(index=self._end(), reason=why))
             if wait.answer is None:
@@ -323,7 +315,8 @@ class Run(LiveRecorder):
                     "but the record has no further wait",
                 )
             )
-        self._record_wait(request, digest)
+        assert self.handle is not None
+        self._record_wait(request, wait_digest(self.handle.id, ordinal, request))
         raise Halt
 
     def _record_wait(self, request: WaitRequest, digest: str) -> None:

@@ -171,6 +171,22 @@ class SQLLedger:
         problems += [("ledger", p) for p in ledger_problems(leaves, checkpoints)]
         return problems
 
+    def ledger_proof(self, tenant_id: str, execution_id: str) -> bytes:
+        """The ``proofs`` JSON of an execution's sealed head against the
+        tenant's latest checkpoint (`journal.proofs`).
+
+        Raises:
+            StoreError: the execution is not sealed yet.
+        """
+        from journal.proofs import make_proof
+
+        head = self.sealed_heads(tenant_id, [execution_id]).get(execution_id)
+        checkpoints = self.ledger_checkpoints(tenant_id)
+        if head is None or not checkpoints:
+            raise StoreError(f"{execution_id} is not sealed yet: run `journal seal`")
+        size, _, note = checkpoints[-1]
+        return make_proof(self.ledger_leaves(tenant_id), head.leaf_index, size, note)
+
     def ledger_tenants(self) -> list[str]:
         """Tenants that have a ledger."""
         with self._transaction(write=False) as cur:

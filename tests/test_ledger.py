@@ -18,6 +18,7 @@ triggers) are dropped first, as an attacker with DDL rights would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,10 @@ def test_with_the_ledger_tables_rewritten_too_the_kept_checkpoint_exposes_it(
                     scene.tenant, env=scene.env)  # fmt: skip
     assert before.exit_code == 0, before.output
     victim = scene.ids[1]
+    exported = scene.kept.parent / "before.jsonl"
+    done = invoke("export", victim, "--proof", "-o", str(exported), "--db",
+                  scene.url, "--tenant", scene.tenant, env=scene.env)  # fmt: skip
+    assert done.exit_code == 0, done.output
     head = rewrite(scene, victim, mac=True)
     store = open_store(scene.url, keyring=scene.keyring())
     summary = store.get_summary(victim, scene.tenant)
@@ -279,6 +284,13 @@ def test_with_the_ledger_tables_rewritten_too_the_kept_checkpoint_exposes_it(
     after = invoke(*prove, str(scene.pubkey), "--db", scene.url, "--tenant",
                    scene.tenant, env=scene.env)  # fmt: skip
     assert after.exit_code == 6, after.output
+    # The export made before the rewrite still proves what was sealed, offline.
+    offline = invoke("verify", "--file", str(exported), "--pubkey", str(scene.pubkey),
+                     env={"JOURNAL_DB": "", KEY_FILE_ENV: ""})  # fmt: skip
+    assert offline.exit_code == 0, offline.output
+    assert "inclusion proof and signature ok" in offline.output
+    sealed = json.loads(exported.read_text().splitlines()[0])["proofs"]["ledger"]
+    assert json.loads(sealed["leaf"])["head"] != head.hex()
     code, output = verify_all(invoke, scene)
     assert code == 6, output
     assert "ledger" in output

@@ -260,3 +260,54 @@ def test_without_a_browser_the_browser_tests_skip_loudly_but_fail_under_ci(
 
     assert result.returncode == exit_code, result.stdout
     assert "BROWSER TESTS NOT RUN" in result.stdout
+
+
+def test_a_report_shows_what_the_stores_ledger_sealed_of_the_execution(
+    invoke: Invoke, db: str, workdir: Path, orders_in_store: dict[str, str]
+) -> None:
+    order = orders_in_store["order"]
+    out = workdir / "report.html"
+    invoke("--db", db, "report", order, "-o", str(out))
+    assert island(out.read_text())["executions"][0]["ledger"] is None  # no ledger
+    key = str(workdir / "ledger.key")
+    assert (
+        invoke("ledger", "keygen", "--out", key, "--origin", "t.example").exit_code == 0
+    )
+    assert invoke("--db", db, "ledger", "init", "--origin", "t.example").exit_code == 0
+    sealed = invoke("--db", db, "seal", env={"JOURNAL_LEDGER_KEY_FILE": key})
+    assert sealed.exit_code == 0, sealed.output
+    with journal.open(db) as journal_:
+        head_seq = journal_.summary(order).head_seq
+
+    result = invoke("--db", db, "report", order, "-o", str(out))
+
+    assert result.exit_code == 0, result.output
+    ledger = island(out.read_text())["executions"][0]["ledger"]
+    assert ledger.startswith(f"sealed at seq {head_seq} (leaf ")
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ({"approver": "alice"}, ("alice", "approved")),
+        ({"approver": "bob", "denied": True, "reason": "too much"}, ("bob", "denied")),
+    ],
+)
+def test_a_wait_for_approval_shows_who_answered_and_how(
+    answer: dict[str, Any], shown: tuple[str, str]
+) -> None:
+    with journal.open("memory://", tenant="tenant_flows") as journal_:
+        handle = journal_.create()
+        handle.start()
+        handle.wait("approval", "refund over 20 EUR")
+        handle.receive_input({"ok": True}, **answer)
+        rows = journal_.history(handle.id).rows
+    timeline = build_timeline(handle.id, rows)
+    subject = Subject(timeline, "tenant_flows", ChainStatus.ok(timeline.head))
+
+    (interval,) = island(render_report(Page([subject]), generated_at="now"))[
+        "executions"
+    ][0]["intervals"]
+
+    assert (interval["approver"], interval["outcome"]) == shown
+    assert interval["detail"] == "refund over 20 EUR"

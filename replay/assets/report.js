@@ -353,7 +353,7 @@
       button.className += " interval";
       span = [iv.start || 0, iv.end === null ? this.total : iv.end];
       var what = iv.kind === "waiting" ? "Waiting (" + iv.reason + ")" : "Paused";
-      var who = iv.approver ? ", approved by " + iv.approver : "";
+      var who = iv.approver ? ", " + (iv.outcome || "approved") + " by " + iv.approver : (iv.outcome === "timed out" ? ", timed out" : "");
       label = [el("span", { className: "icon", "aria-hidden": "true", text: "\u2016" }), what + who];
       button.setAttribute("aria-label", what + who + ", " + fmtMs(span[1] - span[0]));
     } else {
@@ -488,7 +488,7 @@
     var iv = this.x.intervals[i];
     this.details.appendChild(el("h2", { text: iv.kind === "waiting" ? "Waiting (" + iv.reason + ")" : "Paused" }));
     this.details.appendChild(metaTable([
-      ["Reason", iv.reason || "-"], ["Detail", iv.detail || "-"], ["Approved by", iv.approver || "not recorded"],
+      ["Reason", iv.reason || "-"], ["Detail", iv.detail || "-"], ["Answered by", iv.approver ? iv.approver + " (" + (iv.outcome || "approved") + ")" : "not recorded"], ["Ended by", iv.outcome || "-"],
       ["From", "seq " + iv.start_seq + ", +" + fmtMs(iv.start)],
       ["Until", iv.end_seq ? "seq " + iv.end_seq + ", +" + fmtMs(iv.end) : "still open"]
     ], "Interval"));
