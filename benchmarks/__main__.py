@@ -200,6 +200,20 @@ def bench_replay(
             met,
         )
         if n == max(steps):
+            with journal.open(url) as j:
+                async_id = ours.record_async_flow(j, n)
+                mine_async = ours.replay_in_process(
+                    j, async_id, repeat, ours.bench_async_flow
+                )
+            entry["async_s"] = mine_async
+            table.add(
+                f"re-run replay {n:,} async steps in-process",
+                _ms(mine_async),
+                f"the same steps, sync: {_ms(mine)}",
+                mine_async / mine,
+                "≤ 2x the sync replay",
+                mine_async / mine <= 2,
+            )
             whole = ours.replay_cli(url, execution_id, repeat)
             entry["cli_s"] = whole
             ratio = met = None

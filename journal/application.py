@@ -36,6 +36,7 @@ from journal.model import Execution
 from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
+from journal.validation import check_events
 
 SNAPSHOT_EVERY = 10_000
 _LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
@@ -291,6 +292,7 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
+        check_events(new, payloads, lambda i: f"{after.id} event {expected + i + 1}")
         codec.check_raw_values(str(after.id), new, payloads)
         summary = summarize(after)
         if expected == 0:

@@ -36,6 +36,7 @@ from journal.leases import Heartbeat
 from journal.model import Execution, ParentLink
 from journal.runtime import STOPPED_BY_OPERATOR, Halt, Run, Stop
 from journal.schema import canonical
+from journal.wiring import check_entry_uses
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -228,6 +229,7 @@ def continue_live(
     first one it lacks and all after go live through `handle`; the end is
     recorded. `record` must be an object of its own (``journal_.get(id)``),
     not ``handle.state``, which changes as events are appended."""
+    _check_wiring(flow, handle)
     run = Run(flow, record=record, handle=handle, child_runner=_child_runner)
     source = payload if payload is not None else bytes(handle.state.input)
     outcome = drive(run, _entry_kwargs(flow, source))
@@ -241,10 +243,20 @@ async def continue_live_async(
     payload: bytes | None = None,
 ) -> Execution:
     """`continue_live` for an async entry."""
+    _check_wiring(flow, handle)
     run = Run(flow, record=record, handle=handle, child_runner=_child_runner)
     source = payload if payload is not None else bytes(handle.state.input)
     outcome = await drive_async(run, _entry_kwargs(flow, source))
     return _end_live(run, handle, outcome)
+
+
+def _check_wiring(flow: Flow, handle: ExecutionHandle) -> None:
+    """An entry whose code names a flow or step it does not declare in
+    ``uses=`` fails the execution before any step is recorded."""
+    try:
+        check_entry_uses(flow)
+    except FlowDefinitionError as e:
+        _end_with_failure(handle, e)
 
 
 def _child_runner(

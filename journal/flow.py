@@ -475,6 +475,7 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
             call = frame.next_call()
             return frame.run.call_step_async(frame, definition, call, args, kwargs)
 
+        call_async.__journal_step__ = definition  # type: ignore[attr-defined]
         return call_async
 
     @functools.wraps(fn)
@@ -485,6 +486,7 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         return frame.run.call_step(frame, definition, args, kwargs)
 
+    call.__journal_step__ = definition  # type: ignore[attr-defined]
     return call
 
 

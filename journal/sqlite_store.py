@@ -257,7 +257,11 @@ class SQLiteStore(SQLStore):
         return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
 
     def _time_out(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        # A time stored without a zone (before the door refused them) is UTC.
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,10 @@ _V1_COLUMNS = (
 )
 _SUMMARY_COLUMNS = _V1_COLUMNS + ", genesis, key_id, head_mac"
 _COLUMN_COUNT = 20
+_PUT_SCHEMA = (
+    "INSERT INTO journal_schemas (schema_hash, document) VALUES (?, ?) "
+    "ON CONFLICT (schema_hash) DO NOTHING"
+)
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "updated_at")
 _UPDATE_EXECUTION = (
     "UPDATE journal_executions SET "
@@ -455,13 +459,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
 
     def put_schema(self, schema_hash: str, document: bytes) -> None:
         with self._write() as cur:
-            cur.execute(
-                self._q(
-                    "INSERT INTO journal_schemas (schema_hash, document) VALUES (?, ?) "
-                    "ON CONFLICT (schema_hash) DO NOTHING"
-                ),
-                (schema_hash, document),
-            )
+            cur.execute(self._q(_PUT_SCHEMA), (schema_hash, document))
 
     def get_schema(self, schema_hash: str) -> bytes | None:
         with self._transaction(write=False) as cur:
@@ -472,9 +470,13 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             found = cur.fetchone()
         return None if found is None else bytes(found[0])
 
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         written = []
         with self._write() as cur:
+            for schema_hash, document in (schemas or {}).items():
+                cur.execute(self._q(_PUT_SCHEMA), (schema_hash, document))
             signed = self._signing_check(cur)
             for history in histories:
                 summary = history.summary

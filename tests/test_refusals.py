@@ -189,3 +189,53 @@ def test_a_value_from_a_clock_the_journal_does_not_record_points_at_the_draw() -
         reason
     )
     assert "draw it with journal.now()" in reason
+
+
+def test_an_entry_naming_an_undeclared_child_is_refused_before_any_step() -> None:
+    child = Flow("undeclared_child")
+
+    @child.entry
+    def child_main(x: int) -> int:
+        return x
+
+    parent = Flow("careless_parent")  # no uses=[child]
+    effects: list[int] = []
+
+    @parent.step(step_type="ToolNode")
+    def charge(x: int) -> int:
+        effects.append(x)
+        return x
+
+    @parent.entry
+    def main(x: int) -> int:
+        return charge(x) + int(child.run_child(x))
+
+    with memory_journal() as jr:
+        with pytest.raises(FlowDefinitionError, match=r"uses=\[child\]"):
+            parent.run(jr, 1)
+        (summary,) = jr.list()
+        stored = jr.get(summary.execution_id)
+
+    assert stored.state is journal.ExecutionState.FAILED
+    assert stored.steps == {}  # refused before any step was recorded
+    assert effects == []
+
+
+def test_an_entry_calling_another_flows_step_undeclared_is_refused_up_front() -> None:
+    tools = Flow("tools")  # a step library, not declared below
+
+    @tools.step(step_type="ToolNode")
+    def ping(x: int) -> int:
+        return x
+
+    flow = Flow("no_uses")
+
+    @flow.entry
+    def main(x: int) -> int:
+        return ping(x)
+
+    with memory_journal() as jr:
+        with pytest.raises(FlowDefinitionError, match=r"called step tools\.ping"):
+            flow.run(jr, 1)
+        (summary,) = jr.list()
+        assert jr.get(summary.execution_id).steps == {}

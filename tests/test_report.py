@@ -311,3 +311,26 @@ def test_a_wait_for_approval_shows_who_answered_and_how(
 
     assert (interval["approver"], interval["outcome"]) == shown
     assert interval["detail"] == "refund over 20 EUR"
+
+
+def test_a_forks_report_names_its_origin_and_links_it_when_rendered_together(
+    invoke: Invoke, db: str, workdir: Path, orders_in_store: dict[str, str]
+) -> None:
+    order = orders_in_store["order"]
+    forked = invoke(
+        "--db", db, "--flows", "fixtures.flows", "--json",
+        "fork", order, "--at-step", "1",
+    )  # fmt: skip
+    assert forked.exit_code == 0, forked.output
+    fork_id = json.loads(forked.stdout)["execution_id"]
+    out = workdir / "reports"
+
+    result = invoke(
+        "--db", db, "report", "--all", "--flow", "golden_orders", "-o", str(out)
+    )
+
+    assert result.exit_code == 0, result.output
+    data = island((out / f"{fork_id}.html").read_text())
+    assert data["executions"][0]["origin"]["execution_id"] == order
+    assert data["links"][order] == f"{order}.html"
+    assert (out / f"{order}.html").exists()
