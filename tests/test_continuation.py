@@ -375,3 +375,25 @@ def test_a_running_execution_whose_lease_is_live_is_not_resumed(
     assert done.state is ExecutionState.COMPLETED
     assert seen == [f"{done.id} is held by a live process (its lease)"]
     assert ConflictError.exit_code == 7
+
+
+def test_an_execution_written_without_a_lease_is_recovered_only_once_it_is_old(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    handle = journal_.create(
+        flow="t.charges",
+        input={"order": "ord_3"},
+        schema_version=cf.charges.schema_version,
+    )
+    handle.start()
+
+    fresh = recover(journal_, [cf.charges], older_than_s=3600, dry_run_only=True)
+    old = recover(journal_, [cf.charges], older_than_s=0)
+
+    assert fresh == []
+    assert [(d.execution_id, d.state) for d in old] == [(handle.id, "Completed")]
+    assert lines(effects) == [
+        "reserve ord_3",
+        f"charge r-ord_3 key={handle.id}:1",
+        "ship charged r-ord_3",
+    ]
