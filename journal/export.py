@@ -432,9 +432,9 @@ def _verify_block(block: Block, keyring: Keyring, source: str, first_line: int) 
             f"({header.events} events) but the events end at {format_head(*head)}",
             seq=head[0],
         )
-    _check_mac(block, keyring, head)
     _decode_checked(block, source, first_line)
-    _check_state(block)
+    _check_state(block)  # before the MAC: it names what differs
+    _check_mac(block, keyring, head)
     created = block.events[0] if block.events else None
     if (
         not isinstance(created, ev.ExecutionCreated)
@@ -488,7 +488,8 @@ def _decode_checked(block: Block, source: str, first_line: int) -> None:
 
 def _check_state(block: Block) -> None:
     header = block.header
-    if header.state is None or not isinstance(block.events[0], ev.ExecutionCreated):
+    first = block.events[0] if block.events else None
+    if header.state is None or not isinstance(first, ev.ExecutionCreated):
         return
     folded = block.state or fold(ExecutionId(header.execution_id), block.events)
     state = folded.state_label
