@@ -57,7 +57,11 @@ def sealing(url: str, tmp: Path, heads: int) -> dict[str, float]:
     t0 = time.perf_counter()
     report = run_sealer(url, target)
     seconds = time.perf_counter() - t0
-    return {"heads": report.leaves, "seconds": seconds, "heads_per_s": heads / seconds}
+    return {
+        "heads": report.leaves,
+        "seconds": seconds,
+        "heads_per_s": report.leaves / seconds,
+    }
 
 
 def _writer(url: str, steps: int, barrier: Any, out: Any) -> None:
