@@ -8,6 +8,7 @@ start from a snapshot (a cache), `verify` and `history` never do.
 from __future__ import annotations
 
 import builtins
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +19,14 @@ import msgspec
 
 from journal import codec
 from journal import events as ev
-from journal.chain import check_head, verify_links
-from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
-from journal.fold import fold
+from journal.chain import check_head, continue_links, verify_links
+from journal.errors import (
+    ChainIntegrityError,
+    EventDecodeError,
+    InvalidTransitionError,
+    JournalError,
+)
+from journal.fold import apply_in_place, fold
 from journal.ids import (
     DEFAULT_TENANT,
     ExecutionId,
@@ -30,9 +36,11 @@ from journal.ids import (
 )
 from journal.model import Execution, is_null
 from journal.packing import CONTROL_BYTE
+from journal.retry import append_with_retry
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 
+log = logging.getLogger("journal")
 SNAPSHOT_EVERY = 10_000
 _LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
 
@@ -251,10 +259,41 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
-        written = self.store.append(summarize(after), expected, payloads)
+        written = append_with_retry(self.store, summarize(after), expected, payloads)
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
-            self.save_snapshot(after, written.head_hash)
+            self._cache_snapshot(after, written.head_hash)
         return written
+
+    def _cache_snapshot(self, execution: Execution, link: bytes) -> None:
+        """Snapshot after a committed append: a cache, so a failure is
+        logged and the append still reported as committed."""
+        try:
+            self.save_snapshot(execution, link)
+        except JournalError as error:
+            log.warning(
+                "%s: events up to seq %d are stored; caching a snapshot failed: %s",
+                execution.id,
+                execution.version,
+                error,
+            )
+
+    def catch_up(self, state: Execution) -> Execution:
+        """Fold onto `state` (in place) the events stored after its version.
+
+        Reads only those rows, plus the stored row at `state`'s version,
+        whose link they must continue: a handle that lost a race pays for
+        the events it missed, not for the whole history.
+        """
+        rows = self.store.load_rows(state.id, self.tenant_id, state.version - 1)
+        if not rows or rows[0].seq != state.version:
+            raise ChainIntegrityError(
+                f"{state.id}: chain broken at seq {state.version}: event missing",
+                seq=state.version,
+            )
+        continue_links(self.store.hasher, state.id, rows)
+        for event in decode_rows(state.id, rows[1:]):
+            apply_in_place(state, event)
+        return state
 
     def save_snapshot(self, execution: Execution, link: bytes | None = None) -> None:
         """Cache folded state with the chain link at its version (used by

@@ -152,6 +152,31 @@ def verify_links(
     return expected_seq - 1, previous
 
 
+def continue_links(
+    hasher: Hasher, execution_id: str, rows: Sequence[tuple[int, bytes, bytes]]
+) -> tuple[int, bytes]:
+    """Check that rows 2.. continue the link of row 1 (a stored row already
+    trusted); return the head. For catching up, not for verification."""
+    digest = hasher.digest_function()
+    previous_seq, previous = rows[0][0], rows[0][2]
+    for seq, payload, stored in rows[1:]:
+        if seq != previous_seq + 1:
+            raise ChainIntegrityError(
+                f"{execution_id}: chain broken at seq {previous_seq + 1}: "
+                f"event missing (found seq {seq})",
+                seq=previous_seq + 1,
+            )
+        previous = digest(previous + _seq_bytes(seq) + payload)
+        if previous != stored:
+            raise ChainIntegrityError(
+                f"{execution_id}: chain broken at seq {seq}: stored hash does not "
+                "match the event's bytes",
+                seq=seq,
+            )
+        previous_seq = seq
+    return previous_seq, previous
+
+
 def check_head(
     execution_id: str, actual: tuple[int, bytes], expected: tuple[int, bytes]
 ) -> None:

@@ -4,7 +4,8 @@ For code that records executions without flows. Each command builds the
 event(s), folds them onto the current state (which refuses an invalid
 transition with `InvalidTransitionError` before anything is written), then
 appends them with optimistic concurrency: if another writer appended first,
-`ConflictError` is raised, nothing of ours is stored, and the handle reloads.
+`ConflictError` is raised, nothing of ours is stored, and the handle catches
+up with the events it missed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import msgspec
 
 from journal import events as ev
 from journal.codec import encode_value
-from journal.errors import InvalidTransitionError, JournalError
+from journal.errors import ConflictError, InvalidTransitionError
 from journal.fold import apply_in_place, begin
 from journal.ids import (
     ExecutionId,
@@ -114,24 +115,48 @@ class ExecutionHandle:
 
     # --- the one write path ---------------------------------------------
 
-    def record(self, *new: ev.Event) -> Execution:
+    def record(self, *new: ev.Event, commute: bool = False) -> Execution:
         """Fold `new` onto the state (refusing invalid ones), then append.
 
         Events are applied in place (no copy of a long execution's state per
-        call); a refused event changes nothing, and if anything was applied
-        before a refusal or a failed append, the state is reloaded from the
-        store, which holds none of `new`.
+        call). Whatever fails, the handle's state is left as the store has
+        it: a refused event or a failed append is undone; after a
+        `ConflictError` the handle catches up by reading only the events
+        stored after its head (`Journal.catch_up`), then the error is raised.
+
+        Args:
+            *new: The events, in order.
+            commute: After a conflict, re-fold `new` onto the caught-up
+                state and append again when every event is still allowed
+                there (an operator's pause or cancel may have come first);
+                bounded by the store's retry policy. A refused event then
+                raises `InvalidTransitionError` and nothing of `new` is stored.
+
+        Returns:
+            The state after `new`.
         """
+        attempts = self.journal.store.retry_policy.attempts if commute else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._record_once(new)
+            except ConflictError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable: attempts >= 1")
+
+    def _record_once(self, new: tuple[ev.Event, ...]) -> Execution:
         expected = self.state.version
-        applied = 0
+        undo = _Undo(self.state, new)
         try:
             for event in new:
                 apply_in_place(self.state, event)
-                applied += 1
             self.journal.append(expected, self.state, new)
-        except JournalError:
-            if applied:
-                self.state = self.journal.get(self.state.id)
+        except ConflictError:
+            undo.restore(self.state)
+            self.journal.catch_up(self.state)
+            raise
+        except BaseException:
+            undo.restore(self.state)
             raise
         return self.state
 
@@ -290,3 +315,45 @@ class ExecutionHandle:
         if step is None or step.started_at is None:
             return None
         return int((now - step.started_at).total_seconds() * 1000)
+
+
+class _Undo:
+    """What applying `events` in place can change, saved so that it can be
+    put back: the scalar fields, the lengths of the append-only lists and
+    the steps the events name. O(events), never a copy of the whole state.
+    """
+
+    def __init__(self, state: Execution, events: tuple[ev.Event, ...]) -> None:
+        self.fields = msgspec.structs.replace(state)  # shallow: same lists
+        self.lengths = {
+            name: len(value)
+            for name in state.__struct_fields__
+            if isinstance(value := getattr(state, name), list)
+        }
+        self.steps = {
+            step_id: (
+                msgspec.structs.replace(state.steps[step_id])
+                if step_id in state.steps
+                else None
+            )
+            for step_id in _step_ids(events)
+        }
+
+    def restore(self, state: Execution) -> None:
+        for name in state.__struct_fields__:
+            setattr(state, name, getattr(self.fields, name))
+        for name, length in self.lengths.items():
+            del getattr(state, name)[length:]
+        for step_id, step in self.steps.items():
+            if step is None:
+                state.steps.pop(step_id, None)
+            else:
+                state.steps[step_id] = step
+
+
+def _step_ids(events: tuple[ev.Event, ...]) -> list[StepId]:
+    return [
+        step_id
+        for event in events
+        if (step_id := getattr(event, "step_id", None)) is not None
+    ]

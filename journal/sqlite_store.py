@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from journal.chain import Hasher
-from journal.errors import ConflictError, StoreError
+from journal.errors import ConflictError, StoreBusyError, StoreError
 from journal.sqlstore import SQLStore
+
+LOCK_TIMEOUT_ENV = "JOURNAL_LOCK_TIMEOUT_MS"
+DEFAULT_LOCK_TIMEOUT_MS = 30_000
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal_executions (
@@ -66,8 +71,10 @@ class SQLiteStore(SQLStore):
     """The embedded default: one SQLite file in WAL mode, durable appends.
 
     ``synchronous=FULL``: an append has reached the disk before it returns.
-    Writers across processes serialise on ``BEGIN IMMEDIATE`` (with a busy
-    timeout), then re-check the head, so a stale writer gets ConflictError.
+    Writers across processes serialise on ``BEGIN IMMEDIATE``, then re-check
+    the head, so a stale writer gets ConflictError. A writer waits at most
+    `lock_timeout_ms` for another's lock (default ``JOURNAL_LOCK_TIMEOUT_MS``,
+    else 30 s), then `StoreBusyError` says so.
     """
 
     def __init__(
@@ -77,8 +84,12 @@ class SQLiteStore(SQLStore):
         create: bool = True,
         hasher: Hasher | None = None,
         url: str | None = None,
+        lock_timeout_ms: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.lock_timeout_ms = (
+            lock_timeout_ms if lock_timeout_ms is not None else lock_timeout_from_env()
+        )
         self.url = url or f"sqlite:///{self.path}"
         self.hasher = hasher or Hasher.from_env()
         self._lock = threading.RLock()
@@ -90,9 +101,11 @@ class SQLiteStore(SQLStore):
             )
         try:
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.lock_timeout_ms / 1000,
             )
-            self._conn.execute("PRAGMA busy_timeout = 60000")
             if create:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -101,7 +114,15 @@ class SQLiteStore(SQLStore):
             else:
                 self._require_tables()
         except sqlite3.DatabaseError as e:
+            if _is_busy(e):
+                raise self._busy() from e
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
+
+    def _busy(self) -> StoreBusyError:
+        return StoreBusyError(
+            f"{self.path}: the database is locked by another writer; waited "
+            f"{self.lock_timeout_ms} ms (JOURNAL_LOCK_TIMEOUT_MS)"
+        )
 
     def _require_tables(self) -> None:
         found = self._conn.execute(
@@ -133,6 +154,8 @@ class SQLiteStore(SQLStore):
                     self._conn.execute("ROLLBACK")
                 if isinstance(error, sqlite3.IntegrityError):
                     raise ConflictError(f"conflicting write: {error}") from error
+                if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+                    raise self._busy() from error
                 if isinstance(error, sqlite3.DatabaseError):
                     raise StoreError(f"{self.path}: {error}") from error
                 raise
@@ -142,3 +165,20 @@ class SQLiteStore(SQLStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def lock_timeout_from_env() -> int:
+    """``JOURNAL_LOCK_TIMEOUT_MS`` in milliseconds (default 30 s)."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_MS
+    if not text.isdigit():
+        raise StoreError(
+            f"bad {LOCK_TIMEOUT_ENV}={text!r}: expected milliseconds (an integer)"
+        )
+    return int(text)
+
+
+def _is_busy(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code in _BUSY_CODES or "database is locked" in str(error)

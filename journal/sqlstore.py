@@ -19,6 +19,10 @@ PostgreSQL: ``SELECT … FOR UPDATE``), so writers of *different* executions
 never wait on one another in PostgreSQL (no table lock, unlike
 eventsourcing's stock recorder, which locks the table for gap-free
 notification ids we do not need).
+
+Reads and idempotent writes (snapshot and schema upserts) are
+`journal.retry.retried` after a transient failure; appends go through
+`journal.retry.append_with_retry`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from journal.errors import ConflictError
 from journal.packing import pack, unpack
+from journal.retry import retried
 from journal.store import (
     Head,
     History,
@@ -193,6 +198,7 @@ class SQLStore(Store):
             )
         return new
 
+    @retried
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
         with self._transaction(write=False) as cur:
             cur.execute(
@@ -205,6 +211,7 @@ class SQLStore(Store):
             found = cur.fetchone()
         return None if found is None else self._summary_from(found)
 
+    @retried
     def load_rows(
         self, execution_id: str, tenant_id: str, after: int = 0, upto: int | None = None
     ) -> list[Row]:
@@ -245,6 +252,7 @@ class SQLStore(Store):
             cur.execute(self._q(sql + " ORDER BY e.seq"), params)
             return list(cur.fetchall())
 
+    @retried
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
         params: list[Any] = [tenant_id]
@@ -268,6 +276,7 @@ class SQLStore(Store):
             cur.execute(self._q(sql), params)
             return [self._summary_from(row) for row in cur.fetchall()]
 
+    @retried
     def save_snapshot(
         self, execution_id: str, tenant_id: str, seq: int, state: bytes
     ) -> None:
@@ -289,6 +298,7 @@ class SQLStore(Store):
                     (key, seq),
                 )
 
+    @retried
     def load_snapshot(
         self, execution_id: str, tenant_id: str, upto: int | None = None
     ) -> tuple[int, bytes] | None:
@@ -306,6 +316,7 @@ class SQLStore(Store):
             found = cur.fetchone()
         return None if found is None else (int(found[0]), bytes(found[1]))
 
+    @retried
     def put_schema(self, schema_hash: str, document: bytes) -> None:
         with self._transaction(write=True) as cur:
             cur.execute(
@@ -316,6 +327,7 @@ class SQLStore(Store):
                 (schema_hash, document),
             )
 
+    @retried
     def get_schema(self, schema_hash: str) -> bytes | None:
         with self._transaction(write=False) as cur:
             cur.execute(
@@ -384,6 +396,7 @@ class SQLStore(Store):
                     )
                 self._insert_rows(cur, key, rows, [e.topic for e in events])
 
+    @retried
     def _select_stored(
         self, execution_id: str, tenant_id: str, gt: int | None, lte: int | None
     ) -> list[tuple[int, str | None, bytes]]:

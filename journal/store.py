@@ -32,6 +32,7 @@ import msgspec
 from journal.chain import Hasher, chain_rows
 from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError
+from journal.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,8 @@ class Store(ABC):
 
     url: str
     hasher: Hasher
+    #: How transient failures are retried (see `journal.retry`).
+    retry_policy: RetryPolicy = RetryPolicy()
 
     @abstractmethod
     def append(
