@@ -127,9 +127,9 @@ def make_pool(conninfo: str, settings: PostgresSettings) -> Any:
     """A closed `psycopg_pool.ConnectionPool` (call ``open(wait=True)``).
 
     Each new connection gets the lock and statement timeouts (set in
-    autocommit, so that configuring sends no COMMIT); with ``health_check``
-    a connection is checked as it leaves the pool, and a broken one is
-    replaced (the pool also drops connections returned broken).
+    autocommit, so that configuring sends no COMMIT). The pool drops
+    connections returned broken; the store checks a connection as it
+    leaves the pool (``health_check``).
     """
     from psycopg_pool import ConnectionPool
 
@@ -158,7 +158,6 @@ def make_pool(conninfo: str, settings: PostgresSettings) -> Any:
         max_idle=settings["pool_max_idle_s"],
         max_lifetime=settings["pool_max_lifetime_s"],
         configure=configure,
-        check=ConnectionPool.check_connection if settings["health_check"] else None,
         open=False,
         name="journal",
     )

@@ -129,10 +129,7 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
-        try:
-            conn = self._pool.getconn()
-        except Exception as error:
-            raise self._mapped(error, committing=False) from error
+        conn = self._checked_connection()
         committing = False
         try:
             with conn.cursor() as cur:
@@ -147,6 +144,32 @@ class PostgresStore(SQLStore):
             raise mapped from error
         finally:
             self._pool.putconn(conn)
+
+    def _checked_connection(self) -> Any:
+        """A pooled connection; with ``health_check``, one that answered.
+
+        A connection that fails its check is dropped (the pool replaces it)
+        and the next one tried, as many times as the pool holds connections;
+        then `TransientStoreError` leaves the waiting to the retry policy
+        (the pool's own check would back off for seconds).
+        """
+        from psycopg_pool import ConnectionPool
+
+        for _ in range(int(self.settings["pool_max_size"]) + 1):
+            try:
+                conn = self._pool.getconn()
+            except Exception as error:
+                raise self._mapped(error, committing=False) from error
+            if not self.settings["health_check"]:
+                return conn
+            try:
+                ConnectionPool.check_connection(conn)
+            except Exception as error:
+                self._pool.putconn(conn)  # broken: the pool discards it
+                failure = error
+                continue
+            return conn
+        raise self._mapped(failure, committing=False) from failure
 
     def _mapped(self, error: BaseException, *, committing: bool) -> BaseException:
         return translate(error, self.settings, committing=committing)
