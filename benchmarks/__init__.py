@@ -1,1 +1,1 @@
-"""Benchmarks for the execution journal (see DESIGN.md section 11)."""
+"""Benchmarks for the execution journal (targets: docs/design.md §12)."""

@@ -97,7 +97,7 @@ def bench_read(
             "raw_s": floor,
             "ours_us_per_event": mine / n * 1e6,
         }
-        target = n == 10_000  # DESIGN.md §11 sets the targets at 10,000 events
+        target = n == 10_000  # docs/design.md §12 sets the targets at 10,000 events
         table.add(
             f"read+verify+fold {n:,} events (SQLite)",
             f"{_ms(mine)} ({mine / n * 1e6:.2f} µs/event)",

@@ -8,9 +8,11 @@ import click
 
 from cli.errors import CliError
 from cli.options import App, command
+from cli.params import EXECUTION_ID
 from cli.views import compact, decoded, error_view
 
 if TYPE_CHECKING:
+    from journal.application import VerifiedHistory
     from journal.model import Execution, Step
 
 EXECUTION_FIELDS = ("flow", "state", "schema_version", "input", "output", "error")
@@ -111,16 +113,47 @@ def print_schema(app: App, flows: list[Any]) -> None:
         app.out.line(dump_json(flow.schema_document))
 
 
+def _state(history: VerifiedHistory) -> Execution:
+    if history.state is None:
+        raise CliError(
+            f"{history.summary.execution_id} was written through eventsourcing's "
+            "interface: it has no steps to compare"
+        )
+    return history.state
+
+
+def chain_view(history: VerifiedHistory) -> dict[str, Any]:
+    """The ``chain`` field of a ``--json`` output: verified, its head and
+    binding, and the key that signed it."""
+    from journal.binding import binding_of
+    from journal.chain import format_head
+
+    return {
+        "ok": True,
+        "head": format_head(*history.head),
+        "binding": binding_of(history.summary),
+        "key_id": history.summary.key_id,
+    }
+
+
 def register(group: click.Group) -> None:
     @command(group, "diff")
-    @click.argument("execution_a")
-    @click.argument("execution_b")
+    @click.argument("execution_a", type=EXECUTION_ID)
+    @click.argument("execution_b", type=EXECUTION_ID)
     def diff_command(app: App, execution_a: str, execution_b: str) -> None:
-        """Compare two executions step by step (exit 0 either way)."""
+        """Compare two executions step by step (exit 0 either way).
+
+        Both histories are verified first (chain, index row, fold): a broken
+        one exits 6 and nothing is compared."""
         with app.open() as journal_:
-            a, b = journal_.get(execution_a), journal_.get(execution_b)
+            verified = [journal_.history(i) for i in (execution_a, execution_b)]
+        a, b = (_state(history) for history in verified)
         result = compare(a, b)
         if app.out.json_mode:
+            result["chain"] = {
+                side: chain_view(history)
+                for side, history in zip(("a", "b"), verified, strict=True)
+            }
             app.out.json(result)
         else:
             print_diff(app, result)

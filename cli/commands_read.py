@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.errors import exit_code_for, message_for
 from cli.options import App, command
-from cli.params import HeadParam, filter_options, list_filter
+from cli.params import EXECUTION_ID, HeadParam, filter_options, list_filter
 from cli.views import (
     compact,
     duration,
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = 50
 
 
-def print_summaries(app: App, summaries: list[Summary]) -> None:
+def print_summaries(
+    app: App, summaries: list[Summary], chain: dict[str, str] | None = None
+) -> None:
     rows = [
         (
             s.execution_id,
@@ -39,10 +42,31 @@ def print_summaries(app: App, summaries: list[Summary]) -> None:
             s.step_count,
             short_time(s.started_at or s.created_at),
             duration(s.duration_ms),
+            (chain or {}).get(s.execution_id, "-"),
         )
         for s in summaries
     ]
-    app.out.table(("id", "flow", "state", "steps", "started", "duration"), rows)
+    columns = ("id", "flow", "state", "steps", "started", "duration", "chain")
+    app.out.table(columns, rows)
+
+
+def list_statuses(
+    journal_: Journal, summaries: list[Summary], verify: bool
+) -> tuple[dict[str, str], dict[str, str | None], int]:
+    """Each row's chain status: the cheap one (index head against the stored
+    last link, and the MAC), or with `verify` the full check. Returns the
+    statuses, the error per row, and the exit code (the worst one)."""
+    if not verify:
+        statuses = journal_.statuses(summaries)
+        code = 6 if "broken" in statuses.values() else 0
+        return statuses, dict.fromkeys(statuses), code
+    codes = [0]
+    statuses, errors = {}, {}
+    for summary in summaries:
+        result = _verify_one(journal_, summary.execution_id, codes)
+        statuses[summary.execution_id] = "verified" if result["ok"] else "broken"
+        errors[summary.execution_id] = result["error"]
+    return statuses, errors, max(codes)
 
 
 def print_execution(app: App, execution: Execution, head: int) -> None:
@@ -122,6 +146,7 @@ def show_json(
         "chain": {
             "ok": broken is None,
             "error": None if broken is None else str(broken),
+            **_binding_fields(journal_.summary(execution.id)),
         },
         "steps": [step_view(step, index) for index, step in ordered_steps(execution)],
         "children": [summary_view(child) for child in children],
@@ -129,6 +154,23 @@ def show_json(
     if events:
         data["events"] = [event_view(e) for e in journal_.events(execution.id)[:at]]
     app.out.json(data)
+
+
+def _binding_fields(summary: Summary) -> dict[str, Any]:
+    from journal.binding import binding_of
+
+    return {"binding": binding_of(summary), "key_id": summary.key_id}
+
+
+def _signature_text(summary: Summary) -> str:
+    from journal.binding import binding_of
+
+    binding = binding_of(summary)
+    if summary.alg == "hmac-sha256":
+        return f"{binding} binding, links keyed (v1 hmac-sha256)"
+    if summary.key_id:
+        return f"{binding} binding, head signed with key {summary.key_id}"
+    return f"{binding} binding, unsigned"
 
 
 def verify_all(app: App, journal_: Journal) -> int:
@@ -176,9 +218,50 @@ def _verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
     }
 
 
+def verify_file(app: App, path: Path) -> None:
+    """``verify --file``: every block's chain, genesis, head and fold; the
+    head MAC where the keyring holds its key."""
+    from journal.export import read_blocks
+
+    blocks = read_blocks(path, app.keyring())
+    results: list[dict[str, Any]] = []
+    for block in blocks:
+        header = block.header
+        mac = "checked" if block.mac_checked else "not checked"
+        results.append(
+            {
+                "execution_id": header.execution_id,
+                "ok": True,
+                "events": header.events,
+                "head": header.head,
+                "chain": {
+                    "ok": True,
+                    "binding": header.chain,
+                    "key_id": header.key_id,
+                    "mac": mac if header.key_id else None,
+                },
+            }
+        )
+    if app.out.json_mode:
+        app.out.json({"file": str(path), "ok": True, "results": results})
+        return
+    for result in results:
+        key_id = result["chain"]["key_id"]
+        signed = f", MAC {result['chain']['mac']} (key {key_id})" if key_id else ""
+        app.out.styled(
+            f"ok  {result['execution_id']}: {result['events']} events, "
+            f"{result['chain']['binding']} binding{signed}",
+            "green",
+        )
+        app.out.line(f"head {result['head']}")
+
+
 def register(group: click.Group) -> None:
     @command(group, "list")
     @filter_options
+    @click.option(
+        "--verify", "verify", is_flag=True, help="Run the full check on every row."
+    )
     def list_command(
         app: App,
         flow_name: str | None,
@@ -186,20 +269,52 @@ def register(group: click.Group) -> None:
         since: datetime | None,
         until: datetime | None,
         limit: int | None,
+        verify: bool,
     ) -> None:
-        """List this tenant's executions, newest first (50 unless --limit)."""
+        """List this tenant's executions, newest first (50 unless --limit).
+
+        The chain column is a cheap check (the index head is the stored last
+        link; the MAC where the key is set); --verify runs the full check.
+        A broken row exits 6 after the listing."""
         where = list_filter(flow_name, state, since, until, limit or DEFAULT_LIMIT)
         with app.open() as journal_:
             summaries = journal_.list(where)
+            statuses, errors, code = list_statuses(journal_, summaries, verify)
         if app.out.json_mode:
-            app.out.json({"executions": [summary_view(s) for s in summaries]})
-            return
-        print_summaries(app, summaries)
-        if limit is None and len(summaries) == DEFAULT_LIMIT:
-            app.out.note(f"journal: showing the newest {DEFAULT_LIMIT}; use --limit N")
+            from journal.binding import binding_of
+
+            views = []
+            for s in summaries:
+                view = summary_view(s)
+                view["chain"] = {
+                    "status": statuses[s.execution_id],
+                    "binding": binding_of(s),
+                    "key_id": s.key_id,
+                    "error": errors[s.execution_id],
+                }
+                views.append(view)
+            app.out.json({"executions": views})
+        else:
+            print_summaries(app, summaries, statuses)
+            if limit is None and len(summaries) == DEFAULT_LIMIT:
+                app.out.note(
+                    f"journal: showing the newest {DEFAULT_LIMIT}; use --limit N"
+                )
+            for error in errors.values():
+                if error:
+                    click.echo(f"journal: {error}", err=True)
+        if code:
+            if not verify:
+                broken = [i for i, status in statuses.items() if status == "broken"]
+                click.echo(
+                    f"journal: error: index head does not match the stored chain: "
+                    f"{', '.join(broken)} (run journal verify)",
+                    err=True,
+                )
+            click.get_current_context().exit(code)
 
     @command(group, "show")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option("--at", type=click.IntRange(min=1), help="State after event N.")
     @click.option("--events", is_flag=True, help="Also the raw events.")
     def show_command(app: App, execution_id: str, at: int | None, events: bool) -> None:
@@ -240,16 +355,29 @@ def register(group: click.Group) -> None:
             raise broken
 
     @command(group, "verify")
-    @click.argument("execution_id", required=False)
+    @click.argument("execution_id", required=False, type=EXECUTION_ID)
     @click.option("--all", "all_", is_flag=True, help="Every execution.")
     @click.option("--expect-head", type=HeadParam(), help="The head printed earlier.")
+    @click.option(
+        "--file",
+        "export_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Check an export file (journal-export/1 or /2); no store is opened.",
+    )
     def verify_command(
         app: App,
         execution_id: str | None,
         all_: bool,
         expect_head: tuple[int, bytes] | None,
+        export_file: Path | None,
     ) -> None:
-        """Walk the hash chain; print the head (N:HEX) to check it later."""
+        """Walk the hash chain and check the index row against it and the
+        fold; print the head (N:HEX) to check it later."""
+        if export_file is not None:
+            if execution_id is not None or all_ or expect_head is not None:
+                raise click.UsageError("--file takes no EXECUTION_ID, --all or head")
+            verify_file(app, export_file)
+            return
         if (execution_id is None) == (not all_):
             raise click.UsageError("give an EXECUTION_ID or --all (not both)")
         if all_ and expect_head is not None:
@@ -258,9 +386,10 @@ def register(group: click.Group) -> None:
             if all_:
                 click.get_current_context().exit(verify_all(app, journal_))
             assert execution_id is not None
-            head = journal_.verify(execution_id, expect_head=expect_head)
+            history = journal_.history(execution_id, expect_head=expect_head)
         from journal.chain import format_head
 
+        head = history.head
         text = format_head(*head)
         if app.out.json_mode:
             app.out.json(
@@ -269,9 +398,14 @@ def register(group: click.Group) -> None:
                     "ok": True,
                     "events": head[0],
                     "head": text,
+                    "chain": {"ok": True, **_binding_fields(history.summary)},
                 }
             )
             return
-        app.out.styled(f"ok  {execution_id}: {head[0]} events, chain intact", "green")
+        app.out.styled(
+            f"ok  {execution_id}: {head[0]} events, chain and index row intact "
+            f"({_signature_text(history.summary)})",
+            "green",
+        )
         app.out.line(f"head {text}")
         app.out.note(f"check later: journal verify {execution_id} --expect-head {text}")

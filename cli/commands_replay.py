@@ -10,7 +10,13 @@ import click
 
 from cli.errors import batch_exit_code
 from cli.options import App, command
-from cli.params import any_filter, filter_options, list_filter
+from cli.params import (
+    EXECUTION_ID,
+    JOURNAL_FILES,
+    any_filter,
+    filter_options,
+    list_filter,
+)
 from cli.views import compact
 
 if TYPE_CHECKING:
@@ -76,10 +82,15 @@ def replay_one(app: App, execution_id: str, fold_only: bool) -> BatchResult:
         app.out.json(result.to_dict())
     else:
         print_result(app, result)
-    if result.verdict.value == "not_rerun" and not fold_only:
+    if result.verdict.value == "not_rerun" and result.outcome.value == "failed":
         app.out.note(
             f"journal: {execution_id} was not re-run: load its flow with "
             "--flows MODULE, or pass --fold-only"
+        )
+    elif result.outcome.value == "skipped":
+        app.out.note(
+            f"journal: {execution_id} was recorded without a flow: nothing to "
+            "re-run (chain verified, events folded)"
         )
     return replay.BatchResult((result,), result.duration_ms)
 
@@ -108,13 +119,13 @@ def replay_file(app: App, path: Path, fold_only: bool) -> BatchResult:
 
 def register(group: click.Group) -> None:
     @command(group, "replay")
-    @click.argument("execution_id", required=False)
+    @click.argument("execution_id", required=False, type=EXECUTION_ID)
     @click.option("--all", "all_", is_flag=True, help="Every execution selected.")
     @filter_options
     @click.option(
         "--file",
         "file",
-        type=click.Path(path_type=Path),
+        type=JOURNAL_FILES,
         help="Replay an export file, or every *.jsonl in a folder (no store).",
     )
     @click.option("--fold-only", is_flag=True, help="Verify and fold; run no code.")
@@ -161,5 +172,5 @@ def register(group: click.Group) -> None:
         if junit is not None:
             junit.write_text(batch.junit_xml(), encoding="utf-8")
             app.out.note(f"journal: wrote JUnit XML to {junit}")
-        verdicts = [result.verdict.value for result in batch.results]
-        click.get_current_context().exit(batch_exit_code(verdicts, fold_only=fold_only))
+        failed = [result.verdict.value for result in batch.failed]
+        click.get_current_context().exit(batch_exit_code(failed))

@@ -1,4 +1,4 @@
-"""``export`` and ``import``: the JSONL format of DESIGN.md §10."""
+"""``export`` and ``import``: the JSONL format of docs/design.md §9."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli.options import App, command
+from cli.params import EXECUTION_ID
 
 
 def _blocks(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -63,10 +64,10 @@ def export(app: App, execution_id: str, output: Path | None) -> None:
 
 
 def import_(app: App, files: tuple[Path, ...]) -> None:
-    from journal.chain import Hasher
     from journal.export import import_blocks, read_for_import
+    from journal.keys import Keyring
 
-    hasher = Hasher.from_env()
+    keyring = Keyring.from_env()
     # Read, verify and cross-check every file (chains, counts, heads, the
     # tenant, copies of one id) before the store is opened or created, so a
     # bad file leaves no trace; then write all of them in one transaction.
@@ -77,7 +78,7 @@ def import_(app: App, files: tuple[Path, ...]) -> None:
                 yield path
                 advance()
 
-        blocks, count = read_for_import(files_advancing(), app.settings.tenant, hasher)
+        blocks, count = read_for_import(files_advancing(), app.settings.tenant, keyring)
     with app.open(create=True) as journal_:
         report = import_blocks(journal_, blocks, count)
     if app.out.json_mode:
@@ -101,7 +102,7 @@ def import_(app: App, files: tuple[Path, ...]) -> None:
 
 def register(group: click.Group) -> None:
     @command(group, "export")
-    @click.argument("execution_id")
+    @click.argument("execution_id", type=EXECUTION_ID)
     @click.option(
         "-o",
         "--output",

@@ -31,6 +31,17 @@ class CliError(click.ClickException):
     exit_code = 1
 
 
+class FlowExitError(CliError):
+    """Flow code (a ``--flows`` module, or a flow it runs) called
+    ``sys.exit``: the journal's exit code is not its to choose (exit 1)."""
+
+    def __init__(self, exc: SystemExit) -> None:
+        super().__init__(
+            f"flow code called sys.exit({exc.code!r}); flows modules and "
+            "flows must not end the process (exit 1)"
+        )
+
+
 def verdict_exit_code(verdict: str, *, fold_only: bool = False) -> int:
     """The exit code of one replay verdict (``not_rerun`` is 0 with fold-only)."""
     if verdict == "ok" or (verdict == "not_rerun" and fold_only):
@@ -41,11 +52,13 @@ def verdict_exit_code(verdict: str, *, fold_only: bool = False) -> int:
     return code
 
 
-def batch_exit_code(verdicts: list[str], *, fold_only: bool = False) -> int:
-    """The exit code of many verdicts: that of the most severe one present."""
+def batch_exit_code(failed_verdicts: list[str]) -> int:
+    """The exit code of many replays, given the verdicts of those that
+    *failed* (`replay.Outcome.FAILED`, the rule JUnit and the pytest plugin
+    share): that of the most severe one present, else 0."""
     for verdict in VERDICT_SEVERITY:
-        if verdict in verdicts:
-            return verdict_exit_code(verdict, fold_only=fold_only)
+        if verdict in failed_verdicts:
+            return verdict_exit_code(verdict)
     return 0
 
 

@@ -7,13 +7,14 @@ imports the journal, the replayer and rich when it needs them.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from cli.errors import report
+from cli.errors import FlowExitError, report
 from cli.options import GlobalFlags, global_options
 
 
@@ -35,11 +36,61 @@ class JournalGroup(click.Group):
                 args, prog_name or "journal", complete_var, False, **extra
             )
             code = returned if isinstance(returned, int) else 0
+            flush_stdout()
+        except (BrokenPipeError, PipeClosed):
+            code = quiet_broken_pipe()
         except (Exception, click.exceptions.Abort, KeyboardInterrupt) as exc:
             code = report(exc, debug=flags.debug, json_mode=flags.json)
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError as e:  # --help or --version into a closed pipe
+            raise PipeClosed from e
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            # Seen here, before click's own handler turns it into exit 1.
+            raise PipeClosed from e
+        except SystemExit as e:
+            # click ends commands with `Exit`, never `SystemExit`: this one
+            # was raised by flow code, which does not choose our exit code.
+            raise FlowExitError(e) from e
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (not an `OSError`, so click's own
+    broken-pipe handler, which exits 1, never sees it)."""
+
+
+def flush_stdout() -> None:
+    """Flush now, so a closed pipe is seen here and not at interpreter exit."""
+    if sys.stdout is not None and not sys.stdout.closed:
+        sys.stdout.flush()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``journal list | head -1``): stop
+    quietly with status 0, as the reader asked for no more. Point stdout at
+    /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (in-process tests)
+        pass
+    return 0
 
 
 @click.group(
@@ -53,16 +104,20 @@ def cli() -> None:
 
     Global options may come before or after the command. Exit codes: 0 ok,
     1 error, 2 usage, 3 not found, 4 schema mismatch, 5 diverged,
-    6 integrity, 7 conflict.
+    6 integrity, 7 conflict, 8 state does not allow it, 9 approval refused,
+    10 signing key not available, 11 lease lost, 12 store busy,
+    130 interrupted. A closed pipe on stdout ends quietly with 0.
     """
 
 
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_control,
         commands_demo,
         commands_read,
         commands_replay,
+        commands_store,
         commands_transfer,
     )
 
@@ -72,6 +127,8 @@ def _register() -> None:
         commands_read,
         commands_transfer,
         commands_compare,
+        commands_control,
+        commands_store,
     ):
         module.register(cli)
 

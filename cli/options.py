@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cli.errors import CliError
+from cli.params import DB_URL, TENANT, check_db_url, check_tenant
 
 if TYPE_CHECKING:
     from cli.output import Output
     from journal.application import Journal
     from journal.flow import Flow
+    from journal.keys import Keyring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +43,7 @@ class GlobalFlags:
     flows: list[str] = field(default_factory=list)
     json: bool = False
     debug: bool = False
+    allow_unsigned: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Settings:
     json: bool
     debug: bool
     sources: dict[str, str]
+    allow_unsigned: bool = False
 
 
 def flags_of(ctx: click.Context) -> GlobalFlags:
@@ -89,11 +93,11 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 
 _GLOBAL_OPTIONS = (
     click.option(
-        "--db", metavar="URL", expose_value=False, callback=_remember,
+        "--db", type=DB_URL, expose_value=False, callback=_remember,
         help=f"Store URL [env JOURNAL_DB; default {DEFAULT_DB}].",
     ),
     click.option(
-        "--tenant", metavar="ID", expose_value=False, callback=_remember,
+        "--tenant", type=TENANT, expose_value=False, callback=_remember,
         help=f"Tenant [env JOURNAL_TENANT; default {DEFAULT_TENANT}].",
     ),
     click.option(
@@ -109,6 +113,11 @@ _GLOBAL_OPTIONS = (
     click.option(
         "--debug", is_flag=True, expose_value=False, callback=_remember,
         help="Show tracebacks.",
+    ),
+    click.option(
+        "--allow-unsigned", is_flag=True, expose_value=False, callback=_remember,
+        help="Accept unsigned chains, and write unsigned into a signed store "
+        "[env JOURNAL_ALLOW_UNSIGNED=1].",
     ),
     click.option(
         "--version", is_flag=True, expose_value=False, is_eager=True,
@@ -146,6 +155,21 @@ def _split(value: str | list[str] | None) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _checked(key: str, value: str, source: str, cwd: Path | None) -> str:
+    """Check a store URL or tenant: typed (flag, environment) it is a usage
+    error (exit 2); read from pyproject.toml it is bad data in a file (1)."""
+    check = check_db_url if key == "db" else check_tenant
+    try:
+        return check(value)
+    except ValueError as e:
+        if source == "pyproject":
+            path = (cwd or Path.cwd()) / "pyproject.toml"
+            raise CliError(f"{path}: [tool.journal] {key}: {e}") from e
+        if source == "env":
+            raise click.UsageError(f"Invalid value for {ENV[key]}: {e}") from e
+        raise  # a flag was checked by its type; the default is valid
+
+
 def resolve(flags: GlobalFlags, cwd: Path | None = None) -> Settings:
     """Apply the precedence: flag, environment, pyproject, default."""
     given: dict[str, Any] = {"db": flags.db, "tenant": flags.tenant}
@@ -168,13 +192,16 @@ def resolve(flags: GlobalFlags, cwd: Path | None = None) -> Settings:
                 values[key], sources[key] = pyproject[key], "pyproject"
             else:
                 values[key], sources[key] = defaults[key], "default"
+    for key in ("db", "tenant"):
+        values[key] = _checked(key, str(values[key]), sources[key], cwd)
     return Settings(
-        db=str(values["db"]),
-        tenant=str(values["tenant"]),
+        db=values["db"],
+        tenant=values["tenant"],
         flow_modules=_split(values["flows"]),
         json=flags.json,
         debug=flags.debug,
         sources=sources,
+        allow_unsigned=flags.allow_unsigned,
     )
 
 
@@ -193,6 +220,11 @@ def load_flows(modules: tuple[str, ...]) -> list[Flow]:
     for name in modules:
         try:
             module = importlib.import_module(name)
+        except SystemExit as e:  # it does not choose the journal's exit code
+            raise CliError(
+                f"cannot import flows module {name!r}: it called "
+                f"sys.exit({e.code!r}) while being imported"
+            ) from e
         except Exception as e:  # user code: any failure is a load error
             raise CliError(
                 f"cannot import flows module {name!r}: {type(e).__name__}: {e}"
@@ -221,8 +253,17 @@ class App:
         import journal
 
         return journal.open(
-            self.settings.db, tenant=self.settings.tenant, create=create
+            self.settings.db,
+            tenant=self.settings.tenant,
+            create=create,
+            keyring=self.keyring(),
         )
+
+    def keyring(self) -> Keyring:
+        """The signing keys from the environment, and --allow-unsigned."""
+        from journal.keys import Keyring
+
+        return Keyring.from_env(allow_unsigned=self.settings.allow_unsigned)
 
     @property
     def flows(self) -> list[Flow]:

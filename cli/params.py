@@ -1,9 +1,16 @@
-"""Option types: times (``--since``), states (``--state``), chain heads."""
+"""Option and argument types: times, states, chain heads, ids, store URLs.
+
+A value typed on the command line (or given through the option's
+environment variable) that these types refuse is a usage error: exit 2,
+with click's "Invalid value for ..." message.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import click
@@ -14,6 +21,8 @@ if TYPE_CHECKING:  # click 8.5 made ParamType generic; older clicks are not.
     _StateType: TypeAlias = click.ParamType[str, Any]
 else:
     _TimeType = _HeadType = _StateType = click.ParamType
+
+_TextType = _StateType
 
 _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -81,6 +90,77 @@ class HeadParam(_HeadType):
             return parse_head(str(value))
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+def check_tenant(value: str) -> str:
+    """The tenant id, or `ValueError` (an `InvalidIdError`) saying why not."""
+    from journal.ids import parse_tenant_id
+
+    return str(parse_tenant_id(value))
+
+
+def check_db_url(value: str) -> str:
+    """The store URL, or `ValueError` saying no backend accepts it."""
+    from journal.errors import StoreError
+    from journal.urls import check_url
+
+    try:
+        return check_url(value)
+    except StoreError as e:
+        raise ValueError(str(e)) from e
+
+
+def check_execution_id(value: str) -> str:
+    """The execution id, or `ValueError` (an `InvalidIdError`) saying why not."""
+    from journal.ids import parse_execution_id
+
+    return str(parse_execution_id(value))
+
+
+class _CheckedText(_TextType):
+    """A string checked by a function that raises `ValueError` to refuse it."""
+
+    def __init__(self, name: str, check: Any) -> None:
+        self.name = name
+        self._check = check
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            checked: str = self._check(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        return checked
+
+
+#: ``--tenant``: ``tenant_`` + 1-64 of ``[a-z0-9_-]``.
+TENANT = _CheckedText("ID", check_tenant)
+#: ``--db``: sqlite:///..., a bare path, postgresql://..., memory://.
+DB_URL = _CheckedText("URL", check_db_url)
+#: An ``EXECUTION_ID`` argument: ``exec_`` + 27 base62.
+EXECUTION_ID = _CheckedText("EXECUTION_ID", check_execution_id)
+
+
+class JournalFilesParam(click.Path):
+    """An export file, or a folder holding at least one ``*.jsonl``: a
+    missing path or an empty folder is a usage error (exit 2), as it is for
+    the pytest plugin's ``--journal-replay``."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, path_type=Path)
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        if path.is_dir() and next(path.rglob("*.jsonl"), None) is None:
+            self.fail(f"{str(path)!r}: no *.jsonl file in this folder", param, ctx)
+        return path
+
+
+#: ``replay --file``: an export file or a folder of them.
+JOURNAL_FILES = JournalFilesParam()
 
 
 def filter_options(function: Any) -> Any:

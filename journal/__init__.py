@@ -9,6 +9,7 @@ from journal.application import RecordedEvent as RecordedEvent
 from journal.application import VerifiedHistory as VerifiedHistory
 from journal.application import open as open
 from journal.application import utc_now as utc_now
+from journal.calls import step_key as step_key
 from journal.commands import ExecutionHandle as ExecutionHandle
 from journal.errors import ChainIntegrityError as ChainIntegrityError
 from journal.errors import ConflictError as ConflictError
@@ -17,6 +18,7 @@ from journal.errors import ExecutionNotFoundError as ExecutionNotFoundError
 from journal.errors import InvalidIdError as InvalidIdError
 from journal.errors import InvalidTransitionError as InvalidTransitionError
 from journal.errors import JournalError as JournalError
+from journal.errors import LeaseLostError as LeaseLostError
 from journal.errors import NondeterminismError as NondeterminismError
 from journal.errors import ReplayError as ReplayError
 from journal.errors import SchemaMismatchError as SchemaMismatchError
@@ -60,6 +62,7 @@ __all__ = [
     "InvalidTransitionError",
     "Journal",
     "JournalError",
+    "LeaseLostError",
     "ListFilter",
     "NondeterminismError",
     "ParentLink",
@@ -83,6 +86,7 @@ __all__ = [
     "now",
     "open",
     "random",
+    "step_key",
     "utc_now",
     "uuid4",
 ]

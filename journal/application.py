@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -19,7 +19,8 @@ import msgspec
 
 from journal import codec
 from journal import events as ev
-from journal.chain import check_head, continue_links, verify_links
+from journal.binding import cheap_status, decode_rows, summarize, verify_history
+from journal.chain import ChainPoint, Genesis, genesis_preimage
 from journal.errors import (
     ChainIntegrityError,
     EventDecodeError,
@@ -34,7 +35,9 @@ from journal.ids import (
     parse_execution_id,
     parse_tenant_id,
 )
-from journal.model import Execution, is_null
+from journal.keys import Keyring
+from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
+from journal.model import Execution
 from journal.packing import CONTROL_BYTE
 from journal.retry import append_with_retry
 from journal.store import ListFilter, Row, Store, Summary, not_found
@@ -92,30 +95,11 @@ class VerifiedHistory:
     summary: Summary
     rows: list[Row]
     events: list[ev.AnyEvent]
+    state: Execution | None = None  # the fold (None: not a journal execution)
 
     @property
     def head(self) -> tuple[int, bytes]:
         return (self.rows[-1].seq, self.rows[-1].hash) if self.rows else (0, b"")
-
-
-def summarize(execution: Execution) -> Summary:
-    """The index row for a folded execution (the store fills in the head)."""
-    return Summary(
-        execution_id=execution.id,
-        tenant_id=execution.tenant_id,
-        state=execution.state_label,
-        flow=execution.flow,
-        parent_id=execution.parent.parent_execution_id if execution.parent else None,
-        schema_version=execution.schema_version,
-        created_at=execution.created_at,
-        started_at=execution.started_at,
-        ended_at=execution.ended_at,
-        updated_at=execution.updated_at,
-        step_count=len(execution.steps),
-        failed_steps=execution.failed_step_count,
-        output=None if is_null(execution.output) else bytes(execution.output),
-        error=None if execution.error is None else msgspec.json.encode(execution.error),
-    )
 
 
 class Journal:
@@ -132,6 +116,8 @@ class Journal:
         self.tenant_id: TenantId = parse_tenant_id(tenant)
         self.snapshot_every = snapshot_every
         self._stored_schemas: dict[str, bytes] = {}  # written by this journal
+        #: How often a run's heartbeat renews its lease (seconds).
+        self.heartbeat_every_s = HEARTBEAT_EVERY_S
 
     def __enter__(self) -> Journal:
         return self
@@ -164,6 +150,16 @@ class Journal:
         """This tenant's executions, newest first."""
         return self.store.list_summaries(self.tenant_id, where or ListFilter())
 
+    def statuses(self, summaries: Sequence[Summary]) -> dict[str, str]:
+        """`journal.binding.cheap_status` of each index row (one query)."""
+        ids = [s.execution_id for s in summaries]
+        last = self.store.last_links(self.tenant_id, ids)
+        keyring = self.store.keyring
+        return {
+            s.execution_id: cheap_status(s, last.get(s.execution_id), keyring)
+            for s in summaries
+        }
+
     def history(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
@@ -173,19 +169,23 @@ class Journal:
     def history_of(
         self, summary: Summary, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
-        """`history` for an index row already in hand (from `summary`/`list`)."""
-        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
-        verify_rows(self.store, summary, rows, expect_head)
-        events = decode_rows(summary.execution_id, rows)
-        return VerifiedHistory(summary, rows, events)
+        """`history` for an index row already in hand (from `summary`/`list`):
+        the row and the events are read again, together, in one snapshot."""
+        found = self.store.load_history(summary.execution_id, self.tenant_id)
+        if found is None:
+            raise not_found(summary.execution_id, self.tenant_id)
+        _, events, state = verify_history(
+            found.summary, found.rows, self.store.keyring, expect_head=expect_head
+        )
+        return VerifiedHistory(found.summary, found.rows, events, state)
 
     def verify(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> tuple[int, bytes]:
-        """Walk the whole chain; return its head (N, h_N) or raise."""
-        summary = self.summary(execution_id)
-        rows = self.store.load_rows(summary.execution_id, self.tenant_id)
-        return verify_rows(self.store, summary, rows, expect_head)
+        """The full check (`journal.binding.verify_history`): the chain, its
+        genesis, the exact head, the MAC and the fold against the index row,
+        all read in one snapshot. Returns the head (N, h_N) or raises."""
+        return self.history(execution_id, expect_head=expect_head).head
 
     def events(self, execution_id: str) -> builtins.list[RecordedEvent]:
         """Decoded events with their sequence numbers and links (verified)."""
@@ -242,10 +242,23 @@ class Journal:
     # --- writes --------------------------------------------------------
 
     def append(
-        self, expected: int, after: Execution, new: Sequence[ev.Event]
+        self,
+        expected: int,
+        after: Execution,
+        new: Sequence[ev.Event],
+        *,
+        lease: Lease | None = None,
+        origin: ChainPoint | None = None,
     ) -> Summary:
         """Append `new` after seq `expected`; `after` is the state they lead to
-        (the caller folded them, which checked every transition)."""
+        (the caller folded them, which checked every transition). With a
+        `lease`, the store refuses the append (`LeaseLostError`) unless the
+        lease is still the execution's current one.
+
+        At ``expected == 0`` the chain's v2 genesis is made here: it binds
+        the tenant, id, flow, the parent's current head (for a child) and
+        `origin` (for a fork: the execution and sequence it continues).
+        """
         if after.tenant_id != self.tenant_id:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
@@ -259,7 +272,12 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
-        written = append_with_retry(self.store, summarize(after), expected, payloads)
+        summary = summarize(after)
+        if expected == 0:
+            summary = replace(summary, genesis=self.genesis_for(summary, origin))
+        written = append_with_retry(
+            self.store, summary, expected, payloads, lease=lease
+        )
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
             self._cache_snapshot(after, written.head_hash)
         return written
@@ -280,20 +298,39 @@ class Journal:
     def catch_up(self, state: Execution) -> Execution:
         """Fold onto `state` (in place) the events stored after its version.
 
-        Reads only those rows, plus the stored row at `state`'s version,
-        whose link they must continue: a handle that lost a race pays for
-        the events it missed, not for the whole history.
+        Reads only those rows: a handle that lost a race pays for the
+        events it missed, not for the whole history. Like `get`, it trusts
+        the stored rows (`verify` and `history` check the chain).
         """
-        rows = self.store.load_rows(state.id, self.tenant_id, state.version - 1)
-        if not rows or rows[0].seq != state.version:
+        rows = self.store.load_rows(state.id, self.tenant_id, state.version)
+        if rows and rows[0].seq != state.version + 1:
             raise ChainIntegrityError(
-                f"{state.id}: chain broken at seq {state.version}: event missing",
-                seq=state.version,
+                f"{state.id}: chain broken at seq {state.version + 1}: event missing",
+                seq=state.version + 1,
             )
-        continue_links(self.store.hasher, state.id, rows)
-        for event in decode_rows(state.id, rows[1:]):
+        for event in decode_rows(state.id, rows):
             apply_in_place(state, event)
         return state
+
+    def genesis_for(self, summary: Summary, origin: ChainPoint | None = None) -> bytes:
+        """The v2 genesis preimage of a new execution (see `append`)."""
+        parent = None
+        if summary.parent_id is not None:
+            found = self.store.get_summary(summary.parent_id, self.tenant_id)
+            parent = ChainPoint(
+                execution_id=summary.parent_id,
+                seq=found.head_seq if found else None,
+                link=found.head_hash.hex() if found else None,
+            )
+        return genesis_preimage(
+            Genesis(
+                tenant_id=summary.tenant_id,
+                execution_id=summary.execution_id,
+                flow=summary.flow,
+                parent=parent,
+                origin=origin,
+            )
+        )
 
     def save_snapshot(self, execution: Execution, link: bytes | None = None) -> None:
         """Cache folded state with the chain link at its version (used by
@@ -326,6 +363,28 @@ class Journal:
     def get_schema(self, schema_hash: str) -> bytes | None:
         return self.store.get_schema(schema_hash)
 
+    def events_after(self, execution_id: str, seq: int) -> builtins.list[ev.AnyEvent]:
+        """The decoded events after `seq` (not verified: for a writer that
+        already holds the history up to `seq` and was told it moved on)."""
+        rows = self.store.load_rows(
+            parse_execution_id(execution_id), self.tenant_id, seq
+        )
+        return decode_rows(execution_id, rows)
+
+    # --- leases (operational, outside the chain: see journal.leases) -------
+
+    def acquire_lease(
+        self, execution_id: str, *, stale_after_s: float = STALE_AFTER_S
+    ) -> Lease | None:
+        """Take an execution's lease for this process, if no live holder
+        has it (one not renewed for `stale_after_s` is taken over)."""
+        return self.store.acquire_lease(
+            parse_execution_id(execution_id),
+            self.tenant_id,
+            new_owner(),
+            int(stale_after_s * 1000),
+        )
+
     # --- commands (see journal.commands) ---------------------------------
 
     def create(self, **kwargs: Any) -> Any:
@@ -354,68 +413,18 @@ def _decode_snapshot(
     return state if (state.id, state.version) == (execution_id, seq) else None
 
 
-def verify_rows(
-    store: Store,
-    summary: Summary,
-    rows: list[Row],
-    expect_head: tuple[int, bytes] | None = None,
-) -> tuple[int, bytes]:
-    """Verify the chain of `rows` against the store's hasher (and a head)."""
-    store.hasher.check_alg(summary.execution_id, summary.alg)
-    head = verify_links(
-        store.hasher,
-        summary.execution_id,
-        rows,
-    )
-    if not rows:
-        raise ChainIntegrityError(f"{summary.execution_id}: no events stored", seq=1)
-    _check_index_head(summary, head)
-    if expect_head is not None:
-        check_head(summary.execution_id, head, expect_head)
-    return head
-
-
-def _check_index_head(summary: Summary, head: tuple[int, bytes]) -> None:
-    """The chain must reach the head the executions index recorded.
-
-    Catches events deleted from the tail without fixing the index up (the
-    index row is written in the same transaction as the events). A chain
-    *longer* than the index read a moment before is a concurrent append.
-    """
-    if head[0] < summary.head_seq:
-        raise ChainIntegrityError(
-            f"{summary.execution_id}: chain broken at seq {head[0] + 1}: the chain "
-            f"ends at {head[0]} but the index recorded {summary.head_seq} events",
-            seq=head[0] + 1,
-        )
-    if head[0] == summary.head_seq and head[1] != summary.head_hash:
-        raise ChainIntegrityError(
-            f"{summary.execution_id}: chain broken at seq {head[0]}: the last link "
-            "is not the head the index recorded",
-            seq=head[0],
-        )
-
-
-def decode_rows(execution_id: str, rows: Sequence[Row]) -> list[ev.AnyEvent]:
-    """Decode payloads; a bad one names the execution and sequence."""
-    decoder = codec.decode
-    try:
-        return [decoder(row.payload) for row in rows]
-    except EventDecodeError:
-        for row in rows:
-            decoder(row.payload, where=f"{execution_id} seq {row.seq}: ")
-        raise
-
-
 def open(
     url: str = DEFAULT_URL,
     *,
     tenant: str = DEFAULT_TENANT,
     create: bool = True,
     snapshot_every: int = SNAPSHOT_EVERY,
+    keyring: Keyring | None = None,
 ) -> Journal:
     """Open a journal: ``journal.open("sqlite:///runs.db", tenant="tenant_acme")``."""
     tenant_id = parse_tenant_id(tenant)
     return Journal(
-        open_store(url, create=create), tenant_id, snapshot_every=snapshot_every
+        open_store(url, create=create, keyring=keyring),
+        tenant_id,
+        snapshot_every=snapshot_every,
     )

@@ -1,32 +1,57 @@
-"""The per-execution hash chain (DESIGN.md §6).
+"""The per-execution hash chain (byte rules in docs/design.md §5).
 
-``h_0 = H("journal-chain/v1\\0" + execution_id)`` and
-``h_n = H(h_{n-1} + seq_n as 8-byte big-endian + payload_n)``, where H is
-SHA-256, or HMAC-SHA-256 keyed with ``JOURNAL_SIGNING_KEY`` when it is set.
-Verification hashes the stored bytes as they are, then decodes; it never
-re-encodes.
+Chain v2 (every new execution)::
+
+    genesis preimage = "journal-chain/v2\\0" + canonical JSON of
+        {"execution_id", "flow", "origin", "parent", "tenant_id"}
+    h_0 = SHA-256(genesis preimage)
+    h_n = SHA-256(h_{n-1} + seq_n as 8-byte big-endian + payload_n)
+
+``parent`` and ``origin`` are null or a `ChainPoint` ``{"execution_id",
+"link", "seq"}`` (``link`` hex or null): the parent's head when a child was
+created, and for a fork the execution and sequence it continues from.
+Canonical JSON is msgspec JSON with sorted keys and no whitespace; the
+preimage is stored and exported verbatim, so no verifier re-encodes it.
+
+Links are keyless: anyone recomputes them offline. A signing key adds a MAC
+over the *head record* (`HeadRecord`, see `journal.keys`), kept with the
+index row and updated in the append transaction.
+
+Chain v1 (first-round stores, read and appended to as they are):
+``h_0 = H("journal-chain/v1\\0" + execution_id)``, H being SHA-256 or, for
+``alg = "hmac-sha256"``, HMAC-SHA-256 keyed with the signing key. Its
+genesis binds only the execution id: reported as the weaker v1 binding.
+
+API for other modules: `Genesis`, `ChainPoint`, `genesis_preimage`,
+`parse_genesis`, `genesis_link`, `HeadRecord`, `head_record`, `chain_rows`,
+`verify_links`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
+
+import msgspec
 
 from journal.errors import ChainIntegrityError
 
 SHA256 = "sha256"
 HMAC_SHA256 = "hmac-sha256"
-SIGNING_KEY_ENV = "JOURNAL_SIGNING_KEY"
-_GENESIS_PREFIX = b"journal-chain/v1\0"
+V1_PREFIX = b"journal-chain/v1\0"
+V2_PREFIX = b"journal-chain/v2\0"
 _SEQ_BYTES = [i.to_bytes(8, "big") for i in range(4096)]
+Digest = Callable[[bytes], bytes]
 
 
 def _seq_bytes(seq: int) -> bytes:
     return _SEQ_BYTES[seq] if 0 <= seq < 4096 else seq.to_bytes(8, "big")
+
+
+def sha256(data: bytes) -> bytes:
+    """The link digest of chain v2 (and of unsigned v1 chains)."""
+    return hashlib.sha256(data).digest()
 
 
 class Row(NamedTuple):
@@ -37,56 +62,94 @@ class Row(NamedTuple):
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Hasher:
-    """Computes chain links with SHA-256 or, given a key, HMAC-SHA-256."""
+class ChainPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A point in another execution's chain: its id, sequence and link."""
 
-    key: bytes | None = None
+    execution_id: str
+    seq: int | None = None
+    link: str | None = None  # hex
 
-    @classmethod
-    def from_env(cls) -> Hasher:
-        key = os.environ.get(SIGNING_KEY_ENV)
-        return cls(key.encode() if key else None)
 
-    @property
-    def alg(self) -> str:
-        return HMAC_SHA256 if self.key else SHA256
+class Genesis(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a v2 chain's first link binds."""
 
-    def genesis(self, execution_id: str) -> bytes:
-        return self._digest(_GENESIS_PREFIX + execution_id.encode())
+    tenant_id: str
+    execution_id: str
+    flow: str | None = None
+    parent: ChainPoint | None = None
+    origin: ChainPoint | None = None
 
-    def link(self, previous: bytes, seq: int, payload: bytes) -> bytes:
-        return self._digest(previous + _seq_bytes(seq) + payload)
 
-    def digest_function(self) -> Callable[[bytes], bytes]:
-        """A fast ``bytes -> digest`` function for hot loops."""
-        key = self.key
-        if key:
-            return lambda data: hmac.new(key, data, hashlib.sha256).digest()
-        sha256 = hashlib.sha256
-        return lambda data: sha256(data).digest()
+class HeadRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An execution's head as the MAC and the store-wide ledger see it."""
 
-    def _digest(self, data: bytes) -> bytes:
-        if self.key:
-            return hmac.new(self.key, data, hashlib.sha256).digest()
-        return hashlib.sha256(data).digest()
+    tenant_id: str
+    execution_id: str
+    flow: str | None
+    state: str
+    head_seq: int
+    head: str  # hex of the keyless link h_N
 
-    def check_alg(self, execution_id: str, recorded_alg: str) -> None:
-        """Refuse to verify a chain with another algorithm than ours.
 
-        With a key set, a chain that claims plain SHA-256 is refused: someone
-        with database access but not the key could otherwise recompute it.
-        """
-        if recorded_alg == self.alg:
-            return
-        if recorded_alg == HMAC_SHA256:
-            why = f"it was signed (hmac-sha256) and {SIGNING_KEY_ENV} is not set"
-        else:
-            why = (
-                f"it claims {recorded_alg} but {SIGNING_KEY_ENV} is set: refusing "
-                "an unsigned chain"
-            )
-        raise ChainIntegrityError(f"{execution_id}: cannot verify: {why}", seq=1)
+_canonical = msgspec.json.Encoder(order="sorted")
+_genesis_decoder = msgspec.json.Decoder(Genesis)
+
+
+def canonical_json(value: object) -> bytes:
+    """msgspec JSON, keys sorted, no whitespace (the canonical form)."""
+    return _canonical.encode(value)
+
+
+def genesis_preimage(genesis: Genesis) -> bytes:
+    """The exact bytes whose SHA-256 is h_0 of a v2 chain."""
+    return V2_PREFIX + canonical_json(genesis)
+
+
+def parse_genesis(preimage: bytes, execution_id: str = "") -> Genesis:
+    """Read a stored preimage (never re-encoded); refuse a malformed one."""
+    if not preimage.startswith(V2_PREFIX):
+        raise ChainIntegrityError(
+            f"{execution_id}: the genesis does not start with journal-chain/v2",
+            seq=1,
+        )
+    try:
+        return _genesis_decoder.decode(preimage[len(V2_PREFIX) :])
+    except msgspec.DecodeError as e:
+        raise ChainIntegrityError(
+            f"{execution_id}: the genesis is malformed: {e}", seq=1
+        ) from e
+
+
+def genesis_link(preimage: bytes) -> bytes:
+    """h_0 of a v2 chain."""
+    return sha256(preimage)
+
+
+def v1_genesis_link(execution_id: str, digest: Digest = sha256) -> bytes:
+    """h_0 of a first-round (v1) chain."""
+    return digest(V1_PREFIX + execution_id.encode())
+
+
+def head_record(
+    tenant_id: str,
+    execution_id: str,
+    flow: str | None,
+    state: str,
+    head_seq: int,
+    head_link: bytes,
+) -> bytes:
+    """The canonical JSON of a `HeadRecord` (what a head MAC covers and
+    what a ledger leaf holds)."""
+    return canonical_json(
+        HeadRecord(
+            tenant_id=tenant_id,
+            execution_id=execution_id,
+            flow=flow,
+            state=state,
+            head_seq=head_seq,
+            head=head_link.hex(),
+        )
+    )
 
 
 def format_head(seq: int, digest: bytes) -> str:
@@ -103,15 +166,13 @@ def parse_head(text: str) -> tuple[int, bytes]:
 
 
 def chain_rows(
-    hasher: Hasher,
-    execution_id: str,
-    previous: bytes | None,
+    previous: bytes,
     first_seq: int,
     payloads: Sequence[bytes],
+    digest: Digest = sha256,
 ) -> list[Row]:
-    """Link new payloads onto a chain whose last link is `previous`."""
-    link = hasher.genesis(execution_id) if previous is None else previous
-    digest = hasher.digest_function()
+    """Link new payloads onto a chain whose last link (or h_0) is `previous`."""
+    link = previous
     rows = []
     for seq, payload in enumerate(payloads, start=first_seq):
         link = digest(link + _seq_bytes(seq) + payload)
@@ -120,18 +181,19 @@ def chain_rows(
 
 
 def verify_links(
-    hasher: Hasher,
+    first: bytes,
     execution_id: str,
     rows: Iterable[tuple[int, bytes, bytes]],
+    digest: Digest = sha256,
 ) -> tuple[int, bytes]:
-    """Check (seq, payload, stored hash) rows; return the head (N, h_N).
+    """Check (seq, payload, stored hash) rows from h_0 = `first`; return the
+    head (N, h_N).
 
     Raises `ChainIntegrityError` naming the first sequence number that is
     missing, out of place, or whose stored hash does not match its bytes.
     """
-    previous = hasher.genesis(execution_id)
+    previous = first
     expected_seq = 1
-    digest = hasher.digest_function()
     seq_bytes = _seq_bytes
     for seq, payload, stored in rows:
         if seq != expected_seq:
@@ -150,31 +212,6 @@ def verify_links(
             )
         expected_seq += 1
     return expected_seq - 1, previous
-
-
-def continue_links(
-    hasher: Hasher, execution_id: str, rows: Sequence[tuple[int, bytes, bytes]]
-) -> tuple[int, bytes]:
-    """Check that rows 2.. continue the link of row 1 (a stored row already
-    trusted); return the head. For catching up, not for verification."""
-    digest = hasher.digest_function()
-    previous_seq, previous = rows[0][0], rows[0][2]
-    for seq, payload, stored in rows[1:]:
-        if seq != previous_seq + 1:
-            raise ChainIntegrityError(
-                f"{execution_id}: chain broken at seq {previous_seq + 1}: "
-                f"event missing (found seq {seq})",
-                seq=previous_seq + 1,
-            )
-        previous = digest(previous + _seq_bytes(seq) + payload)
-        if previous != stored:
-            raise ChainIntegrityError(
-                f"{execution_id}: chain broken at seq {seq}: stored hash does not "
-                "match the event's bytes",
-                seq=seq,
-            )
-        previous_seq = seq
-    return previous_seq, previous
 
 
 def check_head(

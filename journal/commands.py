@@ -10,14 +10,20 @@ up with the events it missed.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from journal import events as ev
 from journal.codec import encode_value
-from journal.errors import ConflictError, InvalidTransitionError
-from journal.fold import apply_in_place, begin
+from journal.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    JournalError,
+    LeaseLostError,
+)
+from journal.fold import apply_in_place, begin, evolve
 from journal.ids import (
     ExecutionId,
     StepId,
@@ -38,6 +44,16 @@ from journal.model import (
 
 if TYPE_CHECKING:
     from journal.application import Journal
+    from journal.leases import Lease
+
+log = logging.getLogger("journal")
+
+#: Events an operator appends to a running execution without its lease.
+#: A runner's append refused because of them is retried on the new head
+#: when its own events are still valid there (they commute).
+OPERATOR_EVENTS = (ev.ExecutionPaused, ev.ExecutionResumed, ev.ExecutionCancelled)
+#: How many times in a row a runner retries past operators' events.
+_COMMUTE_TRIES = 8
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -52,9 +68,14 @@ def _raw(value: Any) -> msgspec.Raw:
 class ExecutionHandle:
     """One execution's command API; `state` is the folded state after each."""
 
-    def __init__(self, journal: Journal, state: Execution) -> None:
+    def __init__(
+        self, journal: Journal, state: Execution, lease: Lease | None = None
+    ) -> None:
         self.journal = journal
         self.state = state
+        #: Held by the process running the execution: its appends are fenced,
+        #: and appends refused only because an operator wrote are retried.
+        self.lease = lease
 
     @property
     def id(self) -> ExecutionId:
@@ -70,6 +91,7 @@ class ExecutionHandle:
         parent: ParentLink | None = None,
         schema_version: str | None = None,
         execution_id: str | None = None,
+        lease: Lease | None = None,
     ) -> ExecutionHandle:
         """Record ``ExecutionCreated`` for a new execution of this tenant."""
         from journal.application import utc_now
@@ -86,8 +108,8 @@ class ExecutionHandle:
             input=_raw(input),
         )
         state = begin(new_id, created)
-        journal.append(0, state, [created])
-        return cls(journal, state)
+        journal.append(0, state, [created], lease=lease)
+        return cls(journal, state, lease)
 
     def child(
         self,
@@ -115,50 +137,73 @@ class ExecutionHandle:
 
     # --- the one write path ---------------------------------------------
 
-    def record(self, *new: ev.Event, commute: bool = False) -> Execution:
+    def record(self, *new: ev.Event) -> Execution:
         """Fold `new` onto the state (refusing invalid ones), then append.
 
         Events are applied in place (no copy of a long execution's state per
         call). Whatever fails, the handle's state is left as the store has
-        it: a refused event or a failed append is undone; after a
-        `ConflictError` the handle catches up by reading only the events
-        stored after its head (`Journal.catch_up`), then the error is raised.
-
-        Args:
-            *new: The events, in order.
-            commute: After a conflict, re-fold `new` onto the caught-up
-                state and append again when every event is still allowed
-                there (an operator's pause or cancel may have come first);
-                bounded by the store's retry policy. A refused event then
-                raises `InvalidTransitionError` and nothing of `new` is stored.
-
-        Returns:
-            The state after `new`.
+        it: a refused event or a failed append is undone (O(events), see
+        `_Undo`); after a `ConflictError` the handle catches up by reading
+        only the events stored after its head (`Journal.catch_up`), so a
+        writer sharing an execution pays for what it missed, never for the
+        whole history. A lease holder then retries past operators' events
+        (`_commute`); anyone else gets the conflict.
         """
-        attempts = self.journal.store.retry_policy.attempts if commute else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._record_once(new)
-            except ConflictError:
-                if attempt == attempts:
-                    raise
-        raise AssertionError("unreachable: attempts >= 1")
-
-    def _record_once(self, new: tuple[ev.Event, ...]) -> Execution:
         expected = self.state.version
         undo = _Undo(self.state, new)
         try:
             for event in new:
                 apply_in_place(self.state, event)
-            self.journal.append(expected, self.state, new)
-        except ConflictError:
+            self.journal.append(expected, self.state, new, lease=self.lease)
+        except ConflictError as conflict:
             undo.restore(self.state)
-            self.journal.catch_up(self.state)
-            raise
+            self._catch_up()
+            if self.lease is None or isinstance(conflict, LeaseLostError):
+                raise
+            return self._commute(expected, new, conflict)
         except BaseException:
             undo.restore(self.state)
             raise
         return self.state
+
+    def _catch_up(self) -> None:
+        """Fold in what others stored after our head (after a conflict).
+
+        If even that read fails, the state stays at the last head the store
+        confirmed: the next append conflicts and catches up again.
+        """
+        try:
+            self.journal.catch_up(self.state)
+        except JournalError as error:
+            log.warning("%s: could not catch up after a conflict: %s", self.id, error)
+
+    def _commute(
+        self, expected: int, new: tuple[ev.Event, ...], conflict: ConflictError
+    ) -> Execution:
+        """Retry `new` on the new head if only operators' events came in
+        between and `new` is still valid after them (`self.state` is the
+        reloaded head); else raise (`InvalidTransitionError` if the
+        operator's event made ours invalid, e.g. a step start after a pause).
+        """
+        for _ in range(_COMMUTE_TRIES):
+            between = self.journal.events_after(self.id, expected)
+            if not all(isinstance(e, OPERATOR_EVENTS) for e in between):
+                raise conflict
+            expected = self.state.version
+            candidate = self.state
+            for event in new:
+                candidate = evolve(candidate, event)  # refusal: state unchanged
+            try:
+                self.journal.append(expected, candidate, new, lease=self.lease)
+                self.state = candidate
+                return candidate
+            except LeaseLostError:
+                self._catch_up()
+                raise
+            except ConflictError as again:
+                conflict = again
+                self._catch_up()
+        raise conflict
 
     def _now(self) -> Any:
         from journal.application import utc_now
@@ -189,9 +234,11 @@ class ExecutionHandle:
     def receive_input(self, value: Any = None) -> Execution:
         return self.record(ev.InputReceived(at=self._now(), input=_raw(value)))
 
-    def record_value(self, kind: str, value: Any) -> Execution:
+    def record_value(
+        self, kind: str, value: Any, *, call: str | None = None
+    ) -> Execution:
         return self.record(
-            ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value))
+            ev.ValueRecorded(at=self._now(), kind=kind, value=_raw(value), call=call)
         )
 
     def complete(self, output: Any = None) -> Execution:
@@ -251,8 +298,13 @@ class ExecutionHandle:
         source: StepSource | None = None,
         callable_id: str | None = None,
         callable_type: str | None = None,
+        call: str | None = None,
     ) -> StepId:
-        """Start a pending step (by id), or add and start a new one at once."""
+        """Start a pending step (by id), or add and start a new one at once.
+
+        `call` is the call's identity where it is not implied by order (a
+        call made in a spawned task or thread; see `journal.context`).
+        """
         if step_id is not None and step_id in self.state.steps:
             event = ev.StepStarted(at=self._now(), step_id=step_id, input=_raw(input))
         else:
@@ -269,6 +321,7 @@ class ExecutionHandle:
                 callable_type=callable_type,
                 source=source,
                 input=_raw(input),
+                call=call,
             )
         self.record(event)
         return step_id

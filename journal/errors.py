@@ -121,6 +121,10 @@ class ChainIntegrityError(JournalError):
         self.seq = seq
 
 
+class LedgerIntegrityError(ChainIntegrityError):
+    """A proof, a checkpoint signature or a sealed head does not check out."""
+
+
 class ReplayError(JournalError):
     """Replay could not confirm that today's code does what was recorded."""
 

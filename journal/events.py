@@ -77,6 +77,7 @@ class StepStarted(Event, tag="StepStarted", frozen=True):
     callable_type: str | None = None
     source: StepSource | None = None
     input: msgspec.Raw = NULL
+    call: str | None = None
 
 
 class StepCompleted(Event, tag="StepCompleted", frozen=True):
@@ -130,6 +131,7 @@ class ValueRecorded(Event, tag="ValueRecorded", frozen=True):
 
     kind: str
     value: msgspec.Raw
+    call: str | None = None
 
 
 class ExecutionCompleted(Event, tag="ExecutionCompleted", frozen=True):

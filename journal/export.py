@@ -1,27 +1,37 @@
-"""The JSONL export format (``journal-export/1``): write, read, verify, import.
+"""The JSONL export format (``journal-export/2``): write, read, verify, import.
 
 A block is one header line, then one line per event in sequence order::
 
-    {"format": "journal-export/1", "execution_id": ..., "tenant_id": ...,
-     "flow": ..., "schema_version": ..., "schema": {...} | null,
-     "events": N, "head": "N:HEX", "alg": "sha256", "writer": ...}
+    {"format": "journal-export/2", "execution_id": ..., "tenant_id": ...,
+     "flow": ..., "parent_execution_id": ..., "children": [ids],
+     "schema_version": ..., "schema": {...} | null, "state": ...,
+     "events": N, "head": "N:HEX", "alg": "sha256",
+     "chain": "v2", "genesis": "<the genesis preimage, verbatim>",
+     "origin": {...} | null, "key_id": HEX | null, "head_mac": HEX | null,
+     "proofs": null, "writer": ...}
     {"seq": 1, "hash": "HEX", "payload": "<stored JSON bytes, verbatim>"}
 
-Children follow their parent as further blocks. The payload strings are the
-stored bytes, so anyone can verify the chain without re-encoding anything.
+Children follow their parent as further blocks. The payload and genesis
+strings are the stored bytes, so anyone can verify the chain without
+re-encoding anything. ``proofs`` is left null here: a ledger fills it with
+its inclusion proof. ``journal-export/1`` files (no chain fields: a v1
+chain) are still read, verified, imported and replayed.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from journal import events as ev
-from journal.application import Journal, decode_rows, summarize
-from journal.chain import Hasher, format_head, parse_head, verify_links
+from journal.application import Journal
+from journal.binding import binding_of, chain_start, decode_rows, summarize
+from journal.chain import format_head, parse_genesis, parse_head, verify_links
 from journal.errors import (
     ChainIntegrityError,
     ConflictError,
@@ -32,10 +42,13 @@ from journal.errors import (
 )
 from journal.fold import fold
 from journal.ids import ExecutionId, parse_execution_id, parse_tenant_id
+from journal.keys import Keyring
 from journal.schema import document_matches
-from journal.store import History, ListFilter, Row
+from journal.store import History, ListFilter, Row, Summary
 
-FORMAT = "journal-export/1"
+FORMAT = "journal-export/2"
+FORMAT_V1 = "journal-export/1"
+FORMATS = (FORMAT, FORMAT_V1)
 
 
 def _writer() -> str:
@@ -58,6 +71,15 @@ class Header(msgspec.Struct, kw_only=True):
     schema: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     parent_execution_id: str | None = None
     writer: str | None = None
+    # journal-export/2:
+    chain: str = "v1"
+    genesis: str | None = None
+    origin: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    state: str | None = None
+    children: list[str] = msgspec.field(default_factory=list)
+    key_id: str | None = None
+    head_mac: str | None = None
+    proofs: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 
 class EventLine(msgspec.Struct):
@@ -81,6 +103,7 @@ class Block:
     rows: list[Row]
     events: list[ev.AnyEvent] = field(default_factory=list)
     source: str = ""
+    mac_checked: bool = False  # the head MAC was checked with a key we hold
 
     @property
     def schema_document(self) -> bytes | None:
@@ -97,6 +120,7 @@ def export_lines(
     schema = None
     if summary.schema_version is not None:
         schema = journal_.get_schema(summary.schema_version)
+    kids = list(reversed(journal_.list(ListFilter(parent_id=summary.execution_id))))
     header = Header(
         format=FORMAT,
         execution_id=summary.execution_id,
@@ -109,34 +133,56 @@ def export_lines(
         head=format_head(*history.head),
         alg=summary.alg,
         writer=_writer(),
+        state=summary.state,
+        children=[kid.execution_id for kid in kids] if children else [],
+        **_chain_fields(summary),
     )
     yield _line_encoder.encode(header) + b"\n"
     for row in history.rows:
         line = EventLine(seq=row.seq, hash=row.hash.hex(), payload=row.payload.decode())
         yield _line_encoder.encode(line) + b"\n"
     if children:
-        for child in reversed(
-            journal_.list(ListFilter(parent_id=summary.execution_id))
-        ):
+        for child in kids:
             yield from export_lines(journal_, child.execution_id)
 
 
-def read_blocks(path: Path, hasher: Hasher) -> list[Block]:
+def _chain_fields(summary: Summary) -> dict[str, Any]:
+    origin = b"null"
+    if summary.genesis is not None:
+        found = parse_genesis(summary.genesis, summary.execution_id).origin
+        origin = _line_encoder.encode(found)
+    return {
+        "chain": binding_of(summary),
+        "genesis": None if summary.genesis is None else summary.genesis.decode(),
+        "origin": msgspec.Raw(origin),
+        "key_id": summary.key_id,
+        "head_mac": None if summary.head_mac is None else summary.head_mac.hex(),
+    }
+
+
+def read_blocks(path: Path, keyring: Keyring) -> list[Block]:
     """Parse and verify every block of a file; errors name the file and line."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
-    return parse_blocks(lines, hasher, str(path))
+    return parse_blocks(lines, keyring, str(path))
 
 
-def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Block]:
+def parse_blocks(lines: Sequence[bytes], keyring: Keyring, source: str) -> list[Block]:
     blocks: list[Block] = []
     number = 0
     while number < len(lines):
         if not lines[number].strip():
             number += 1
             continue
+        if blocks and _is_event_line(lines[number]):
+            previous = blocks[-1].header
+            raise ChainIntegrityError(
+                f"{source}:{number + 1}: {previous.execution_id}: the header says "
+                f"{previous.events} events but more event lines follow",
+                seq=previous.events + 1,
+            )
         header = _parse_header(lines[number], f"{source}:{number + 1}")
         first = number + 1
         present = len(lines) - first
@@ -147,12 +193,9 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
                 "(truncated)",
                 seq=present + 1,
             )
-        rows = [
-            _parse_row(lines[i], f"{source}:{i + 1}")
-            for i in range(first, first + header.events)
-        ]
+        rows = _parse_rows(lines, first, header, source)
         block = Block(header, rows, source=f"{source}:{number + 1}")
-        _verify_block(block, hasher, source, first)
+        _verify_block(block, keyring, source, first)
         blocks.append(block)
         number = first + header.events
     if not blocks:
@@ -160,18 +203,61 @@ def parse_blocks(lines: Sequence[bytes], hasher: Hasher, source: str) -> list[Bl
     return blocks
 
 
+def _parse_rows(
+    lines: Sequence[bytes], first: int, header: Header, source: str
+) -> list[Row]:
+    rows = []
+    for i in range(first, first + header.events):
+        if _is_header_line(lines[i]):
+            # The count is part of what the chain commits to (exit 6), and
+            # the next block's header is not to blame.
+            raise ChainIntegrityError(
+                f"{source}:{i + 1}: {header.execution_id}: the header says "
+                f"{header.events} events but the next block starts after "
+                f"{i - first}",
+                seq=i - first + 1,
+            )
+        rows.append(_parse_row(lines[i], f"{source}:{i + 1}"))
+    return rows
+
+
+def _is_header_line(line: bytes) -> bool:
+    # An event line carries its payload as a JSON string, where quotes are
+    # escaped: an unescaped "format" key only appears in a header.
+    if b'"format"' not in line:
+        return False
+    try:
+        return isinstance(_header_decoder.decode(line), Header)
+    except msgspec.DecodeError:
+        return False
+
+
+def _is_event_line(line: bytes) -> bool:
+    try:
+        return isinstance(_line_decoder.decode(line), EventLine)
+    except msgspec.DecodeError:
+        return False
+
+
 def _parse_header(line: bytes, where: str) -> Header:
     try:
         header = _header_decoder.decode(line)
     except msgspec.DecodeError as e:
         raise ImportFormatError(f"{where}: not a journal-export header: {e}") from e
-    if header.format != FORMAT:
+    if header.format not in FORMATS:
         raise ImportFormatError(f"{where}: unknown format {header.format!r}")
     try:
         parse_execution_id(header.execution_id)
         parse_tenant_id(header.tenant_id)
     except JournalError as e:
         raise ImportFormatError(f"{where}: {e}") from e
+    if header.chain not in ("v1", "v2") or (header.chain == "v2") != bool(
+        header.genesis
+    ):
+        raise ImportFormatError(
+            f"{where}: chain {header.chain!r} with "
+            f"{'a' if header.genesis else 'no'} genesis"
+        )
     return header
 
 
@@ -185,13 +271,70 @@ def _parse_row(line: bytes, where: str) -> Row:
         raise ImportFormatError(f"{where}: malformed event line: {e}") from e
 
 
-def _verify_block(block: Block, hasher: Hasher, source: str, first_line: int) -> None:
+def _check_header_genesis(header: Header, where: str) -> bytes | None:
+    """The v2 genesis preimage, checked against the header's fields."""
+    if header.genesis is None:
+        return None
+    preimage = header.genesis.encode()
+    genesis = parse_genesis(preimage, header.execution_id)
+    bound = {
+        "execution_id": (header.execution_id, genesis.execution_id),
+        "tenant_id": (header.tenant_id, genesis.tenant_id),
+        "flow": (header.flow, genesis.flow),
+        "parent_execution_id": (
+            header.parent_execution_id,
+            genesis.parent.execution_id if genesis.parent else None,
+        ),
+    }
+    for name, (said, bound_value) in bound.items():
+        if said != bound_value:
+            raise ChainIntegrityError(
+                f"{where}: {header.execution_id}: the header says {name} "
+                f"{said!r} but the genesis binds {bound_value!r}",
+                seq=1,
+            )
+    return preimage
+
+
+def _check_mac(block: Block, keyring: Keyring, head: tuple[int, bytes]) -> None:
+    """Check the head MAC when the keyring holds its key (else leave
+    `mac_checked` False: outsiders verify the keyless chain only)."""
+    header = block.header
+    if header.key_id is None or header.head_mac is None:
+        return
+    key = keyring.find(header.key_id)
+    if key is None:
+        return
+    record = Summary(
+        execution_id=header.execution_id,
+        tenant_id=header.tenant_id,
+        flow=header.flow,
+        state=header.state or "",
+        head_seq=head[0],
+        head_hash=head[1],
+    ).head_record()
+    if not hmac.compare_digest(key.head_mac(record).hex(), header.head_mac):
+        raise ChainIntegrityError(
+            f"{block.source}: {header.execution_id}: the head MAC (key "
+            f"{header.key_id}) does not match: changed by someone without the key",
+            seq=head[0],
+        )
+    block.mac_checked = True
+
+
+def _verify_block(block: Block, keyring: Keyring, source: str, first_line: int) -> None:
     header = block.header
     execution_id = header.execution_id
     try:
-        hasher.check_alg(execution_id, header.alg)
+        genesis = _check_header_genesis(header, block.source)
+        first, digest = chain_start(
+            execution_id, header.alg, genesis, block.rows, keyring
+        )
         head = verify_links(
-            hasher, execution_id, ((r.seq, r.payload, r.hash) for r in block.rows)
+            first,
+            execution_id,
+            ((r.seq, r.payload, r.hash) for r in block.rows),
+            digest,
         )
         expected = parse_head(header.head)
     except ChainIntegrityError as e:
@@ -205,10 +348,12 @@ def _verify_block(block: Block, hasher: Hasher, source: str, first_line: int) ->
             f"({header.events} events) but the events end at {format_head(*head)}",
             seq=head[0],
         )
+    _check_mac(block, keyring, head)
     try:
         block.events = decode_rows(execution_id, block.rows)
     except EventDecodeError as e:
         raise ImportFormatError(f"{source}: {e}") from e
+    _check_state(block)
     created = block.events[0] if block.events else None
     if (
         not isinstance(created, ev.ExecutionCreated)
@@ -235,12 +380,31 @@ def _verify_block(block: Block, hasher: Hasher, source: str, first_line: int) ->
         )
 
 
+def _check_state(block: Block) -> None:
+    header = block.header
+    if header.state is None or not isinstance(block.events[0], ev.ExecutionCreated):
+        return
+    state = fold(ExecutionId(header.execution_id), block.events).state_label
+    if state != header.state:
+        raise ChainIntegrityError(
+            f"{block.source}: {header.execution_id}: the header says state "
+            f"{header.state!r} but the events fold to {state!r}",
+            seq=len(block.rows),
+        )
+
+
 def to_history(block: Block) -> History:
     """The store's view of a verified block (its index row from the fold)."""
-    state = fold(ExecutionId(block.header.execution_id), block.events)
+    header = block.header
+    state = fold(ExecutionId(header.execution_id), block.events)
     last = block.rows[-1]
     summary = replace(
-        summarize(state), alg=block.header.alg, head_seq=last.seq, head_hash=last.hash
+        summarize(state),
+        alg=header.alg,
+        head_seq=last.seq,
+        head_hash=last.hash,
+        genesis=None if header.genesis is None else header.genesis.encode(),
+        key_id=header.key_id,
     )
     return History(summary, block.rows)
 
@@ -255,7 +419,7 @@ class ImportReport:
 
 
 def read_for_import(
-    paths: Iterable[Path], tenant_id: str, hasher: Hasher
+    paths: Iterable[Path], tenant_id: str, keyring: Keyring
 ) -> tuple[list[Block], int]:
     """Read, verify and cross-check every file, before any store is touched.
 
@@ -267,7 +431,7 @@ def read_for_import(
     count = 0
     for path in paths:
         count += 1
-        for block in read_blocks(path, hasher):
+        for block in read_blocks(path, keyring):
             header = block.header
             if header.tenant_id != tenant_id:
                 raise TenantMismatchError(
@@ -281,7 +445,20 @@ def read_for_import(
                     f"history than in {seen.source}"
                 )
             blocks.setdefault(header.execution_id, block)
+    check_children(blocks)
     return list(blocks.values()), count
+
+
+def check_children(blocks: dict[str, Block]) -> None:
+    """Every child a parent's header lists is in the files read."""
+    for block in blocks.values():
+        missing = [kid for kid in block.header.children if kid not in blocks]
+        if missing:
+            raise ImportFormatError(
+                f"{block.source}: {block.header.execution_id} records "
+                f"{len(missing)} child execution(s) the file does not contain: "
+                f"{', '.join(missing)}"
+            )
 
 
 def import_blocks(journal_: Journal, blocks: list[Block], files: int) -> ImportReport:
@@ -301,7 +478,7 @@ def import_files(journal_: Journal, paths: Iterable[Path]) -> ImportReport:
     Idempotent for histories already present; a different history under the
     same id raises `ConflictError`; nothing is written on any error.
     """
-    blocks, files = read_for_import(paths, journal_.tenant_id, journal_.store.hasher)
+    blocks, files = read_for_import(paths, journal_.tenant_id, journal_.store.keyring)
     return import_blocks(journal_, blocks, files)
 
 

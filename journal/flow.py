@@ -24,16 +24,25 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
+from journal import driving
+from journal.context import current_frame, refuse_outside_run
 from journal.errors import FlowDefinitionError
 from journal.events import EVENT_FORMAT_MAJOR
-from journal.model import ErrorCategory, ExecutionError, RetryPolicy, StepType
-from journal.schema import canonical, describe_type, schema_hash
+from journal.failures import StepError as StepError
+from journal.failures import categorize as categorize
+from journal.model import ExecutionError, RetryPolicy, StepType
+from journal.schema import (
+    SCHEMA_FORMAT,
+    canonical,
+    retry_document,
+    schema_hash,
+    signature_document,
+)
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -50,66 +59,17 @@ R = TypeVar("R")
 ValueUpcaster = Callable[[str, str, Any], Any]
 
 
-class StepError(Exception):
-    """A step failed for good: carries the `ExecutionError` that was recorded.
-
-    Raise it from a step to choose the category; the entry sees it when
-    retries are exhausted, live and on replay alike.
-    """
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        category: ErrorCategory | str = ErrorCategory.TOOL_ERROR,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        error: ExecutionError | None = None,
-    ) -> None:
-        if error is None:
-            error = ExecutionError(
-                category=ErrorCategory(category),
-                message=message,
-                code=code,
-                details=details,
-            )
-        super().__init__(error.message)
-        self.error = error
-
-    @property
-    def category(self) -> ErrorCategory:
-        return self.error.category
-
-
 class StepDecorator(Protocol):
     """What ``@flow.step(...)`` returns: keeps the function's signature."""
 
     def __call__(self, function: Callable[P, R], /) -> Callable[P, R]: ...
 
 
-class RunContext(Protocol):
-    """What a step call or helper talks to inside a run (live or replay)."""
-
-    def call_step(
-        self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Record or match one step call and return its (decoded) output."""
-
-    def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
-        """Record or replay a nondeterministic value."""
-
-    def run_child(
-        self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Record or match a sub-flow call."""
-
-
-current_run: ContextVar[RunContext | None] = ContextVar("journal_run", default=None)
-
-
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(function)
+        # Annotated metadata is kept: msgspec.Meta constraints are checked
+        # when recorded values are decoded, and are part of the schema.
+        return typing.get_type_hints(function, include_extras=True)
     except (NameError, TypeError) as e:
         raise TypeError(
             f"cannot resolve type hints of {function.__qualname__}: {e}"
@@ -175,19 +135,18 @@ class Signature:
         return msgspec.json.decode(payload, type=self.return_type)
 
     @functools.cached_property
-    def document(self) -> dict[str, Any]:
+    def _documents(self) -> dict[int, dict[str, Any]]:
+        return {}
+
+    def document(self, schema_format: int = SCHEMA_FORMAT) -> dict[str, Any]:
         """This signature's part of a schema document (computed once)."""
-        return {
-            "params": [
-                {
-                    "name": p.name,
-                    "required": p.default is inspect.Parameter.empty,
-                    "type": describe_type(self.param_types[p.name]),
-                }
-                for p in self.parameters
-            ],
-            "returns": describe_type(self.return_type),
-        }
+        cached = self._documents.get(schema_format)
+        if cached is None:
+            cached = signature_document(
+                self.parameters, self.param_types, self.return_type, schema_format
+            )
+            self._documents[schema_format] = cached
+        return cached
 
 
 @dataclass(frozen=True)
@@ -203,16 +162,18 @@ class StepDef:
     retry: RetryPolicy | None
     signature: Signature
 
-    @functools.cached_property
-    def document(self) -> dict[str, Any]:
-        """This step's part of a schema document (computed once)."""
-        return {
+    def document(self, schema_format: int = SCHEMA_FORMAT) -> dict[str, Any]:
+        """This step's part of a schema document."""
+        document = {
             "callable_id": self.callable_id,
             "name": self.name,
             "step_type": self.step_type,
             "pure": self.pure,
-            **self.signature.document,
+            **self.signature.document(schema_format),
         }
+        if schema_format >= 2:
+            document["retry"] = retry_document(self.retry)
+        return document
 
     def policy_for(self, error: ExecutionError) -> RetryPolicy:
         if self.retry is not None:
@@ -335,14 +296,7 @@ class Flow:
                 )
             self.steps[definition.callable_id] = definition
 
-            @functools.wraps(fn)
-            def call(*args: Any, **kwargs: Any) -> Any:
-                run = current_run.get()
-                if run is None:
-                    return fn(*args, **kwargs)
-                return run.call_step(definition, args, kwargs)
-
-            return call
+            return _step_caller(definition)
 
         return register if function is None else register(function)
 
@@ -357,25 +311,37 @@ class Flow:
     @property
     def schema_document(self) -> dict[str, Any]:
         """The structural document whose hash is `schema_version`."""
+        return self.schema_document_for(SCHEMA_FORMAT)
+
+    def schema_document_for(self, schema_format: int) -> dict[str, Any]:
+        """This flow described under the rules of document format
+        `schema_format` (older formats gate executions recorded under them)."""
         document: dict[str, Any] = {
             "event_format": EVENT_FORMAT_MAJOR,
             "flow": self.name,
-            "entry": self._entry().document,
+            "entry": self._entry().document(schema_format),
         }
+        if schema_format >= 2:
+            document["schema_format"] = schema_format
         steps = dict(self.steps)
         for library in self.libraries:
             steps.update(library.steps)
-        document["steps"] = [steps[key].document for key in sorted(steps)]
+        document["steps"] = [steps[k].document(schema_format) for k in sorted(steps)]
         children = sorted(self.children, key=lambda child: child.name)
         if children:  # absent when empty: flows without children keep their hash
             document["children"] = [
-                {"flow": child.name, **child._entry().document} for child in children
+                {"flow": child.name, **child._entry().document(schema_format)}
+                for child in children
             ]
         return document
 
     @property
     def schema_version(self) -> str:
         return schema_hash(self.schema_document)
+
+    def schema_version_for(self, schema_format: int) -> str:
+        """The hash of `schema_document_for` (`schema_format`)."""
+        return schema_hash(self.schema_document_for(schema_format))
 
     def accepts_schema(self, recorded: str | None, current: str | None = None) -> bool:
         """True if a record of `recorded` may be re-run by this flow
@@ -389,10 +355,13 @@ class Flow:
         assert isinstance(self.accepts, Mapping)
         return self.accepts
 
-    def _entry(self) -> Signature:
+    def require_entry(self) -> Signature:
+        """The entry's signature; `TypeError` if the flow has no entry."""
         if self.entry_signature is None:
             raise TypeError(f"flow {self.name!r} has no @flow.entry")
         return self.entry_signature
+
+    _entry = require_entry
 
     # --- running ----------------------------------------------------------
 
@@ -402,24 +371,64 @@ class Flow:
         Returns the execution also when it Failed; raises only for journal
         errors (store unreachable, conflicts).
         """
-        from journal.runtime import run_live
+        if driving.is_async(self):
+            return driving.run_sync(
+                self, lambda: self.run_async(journal_, *args, **kwargs)
+            )
+        return driving.record_live(self, journal_, args, kwargs)
 
-        return run_live(self, journal_, args, kwargs)
+    async def run_async(
+        self, journal_: Journal, *args: Any, **kwargs: Any
+    ) -> Execution:
+        """`run` as a coroutine, for callers inside an event loop.
+
+        An ``async def`` entry is awaited in the running loop; a synchronous
+        one runs in it directly.
+        """
+        if not driving.is_async(self):
+            return driving.record_live(self, journal_, args, kwargs)
+        return await driving.record_live_async(self, journal_, args, kwargs)
 
     def run_child(self, *args: Any, **kwargs: Any) -> Any:
         """Inside another flow's run: record a child execution of this flow
         (same tenant, `ParentLink` to the calling step) and return its output."""
-        run = current_run.get()
-        if run is None:
+        frame = current_frame()
+        if frame is None:
             raise RuntimeError(f"{self.name}.run_child() must be called inside a run")
-        return run.run_child(self, args, kwargs)
+        return frame.run.run_child(frame, self, args, kwargs)
+
+
+def _step_caller(definition: StepDef) -> Callable[..., Any]:
+    """The function a ``@flow.step`` decoration returns in place of `fn`."""
+    fn = definition.function
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            frame = current_frame()
+            if frame is None:
+                refuse_outside_run(definition)
+                return await fn(*args, **kwargs)
+            return await frame.run.call_step_async(frame, definition, args, kwargs)
+
+        return call_async
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        frame = current_frame()
+        if frame is None:
+            refuse_outside_run(definition)
+            return fn(*args, **kwargs)
+        return frame.run.call_step(frame, definition, args, kwargs)
+
+    return call
 
 
 def _draw(kind: str, make: Callable[[], Any], type_: Any) -> Any:
-    run = current_run.get()
-    if run is None:
+    frame = current_frame()
+    if frame is None:
         return make()
-    return run.draw_value(kind, make, type_)
+    return frame.run.draw_value(frame, kind, make, type_)
 
 
 def now() -> Any:
@@ -442,23 +451,3 @@ def uuid4() -> Any:
     import uuid
 
     return _draw("uuid4", uuid.uuid4, uuid.UUID)
-
-
-def categorize(exc: BaseException, step_type: str) -> ErrorCategory:
-    """DESIGN.md §7's mapping from an exception to an error category."""
-    if isinstance(exc, StepError):
-        return exc.category
-    if isinstance(exc, TimeoutError):
-        return ErrorCategory.TIMEOUT
-    if isinstance(exc, ConnectionError):
-        return ErrorCategory.NETWORK_ERROR
-    if isinstance(exc, PermissionError):
-        return ErrorCategory.POLICY_VIOLATION
-    if (
-        isinstance(exc, msgspec.ValidationError)
-        or type(exc).__name__ == "ValidationError"
-    ):
-        return ErrorCategory.VALIDATION_ERROR
-    if step_type == StepType.LLM_NODE:
-        return ErrorCategory.LLM_ERROR
-    return ErrorCategory.TOOL_ERROR

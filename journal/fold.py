@@ -160,7 +160,7 @@ def _input_received(state: Execution, event: Any) -> None:
 
 def _value_recorded(state: Execution, event: Any) -> None:
     state.recorded_values.append(
-        RecordedValue(event.kind, event.value, len(state.step_order))
+        RecordedValue(event.kind, event.value, len(state.step_order), event.call)
     )
 
 
@@ -206,6 +206,7 @@ def _apply_step_start(state: Execution, event: ev.StepAdded | ev.StepStarted) ->
             callable_type=event.callable_type,
             source=event.source,
             input=event.input,
+            call=event.call if isinstance(event, ev.StepStarted) else None,
         )
         state.steps[event.step_id] = step
         if isinstance(event, ev.StepAdded):
@@ -231,6 +232,7 @@ def _apply_step_end(
     if step.state is not expected:
         raise _refuse(state, event, f"step {event.step_id} is {step.state.value}")
     step.ended_at = event.at
+    step.ended_seq = state.version + 1  # the order ends happened in
     if isinstance(event, ev.StepSkipped):
         step.state = StepState.SKIPPED
         return

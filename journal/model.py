@@ -285,10 +285,17 @@ class RecordedValue(msgspec.Struct, frozen=True):
     kind: str
     value: msgspec.Raw
     after_steps: int = 0
+    call: str | None = None
 
 
 class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One unit of work inside an execution."""
+    """One unit of work inside an execution.
+
+    `call` is the call's identity when it is not implied by the record's
+    order (a call made in a spawned task or thread); `ended_seq` is the
+    sequence number of the event that ended the step, so that replay can
+    answer concurrent calls in the order they finished.
+    """
 
     id: StepId
     step_type: str
@@ -304,6 +311,8 @@ class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
     source: StepSource | None = None
     callable_id: str | None = None
     callable_type: str | None = None
+    call: str | None = None
+    ended_seq: int | None = None
 
     @property
     def is_retry(self) -> bool:

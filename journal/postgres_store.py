@@ -1,9 +1,9 @@
 """The server backend for teams: PostgreSQL (see `journal.sqlstore`).
 
-Connections come from a pool (`journal.postgres_pool`: settings, health
-checks, what each driver error means). Every transaction takes a pooled
-connection and returns it; a connection the server dropped is replaced, so
-the store keeps working after a failover, an idle timeout or
+Connections come from a pool (`journal.postgres_pool`: settings, what each
+driver error means). Every transaction takes a pooled connection, checked
+as it leaves the pool, and returns it; a connection the server dropped is
+replaced, so the store keeps working after a failover, an idle timeout or
 ``pg_terminate_backend``. A failure before COMMIT is a
 `TransientStoreError` (nothing written: retried by reads and by
 `journal.retry.append_with_retry`); a connection lost during COMMIT is a
@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from journal.chain import Hasher
 from journal.errors import StoreError
+from journal.keys import Keyring
 from journal.postgres_pool import make_pool, split_url, translate
 from journal.retry import retry_call
-from journal.sqlstore import SQLStore, redact_url
+from journal.sql_leases import LEASES_DDL
+from journal.sqlstore import LAYOUT, SQLStore, redact_url
 
 _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_executions (
@@ -42,7 +43,10 @@ _POSTGRES_SCHEMA = [
     error BYTEA,
     alg TEXT NOT NULL,
     head_seq BIGINT NOT NULL,
-    head_hash BYTEA NOT NULL)""",
+    head_hash BYTEA NOT NULL,
+    genesis BYTEA,
+    key_id TEXT,
+    head_mac BYTEA)""",
     "CREATE INDEX IF NOT EXISTS journal_executions_by_time "
     "ON journal_executions (tenant_id, created_at)",
     "CREATE INDEX IF NOT EXISTS journal_executions_by_state "
@@ -64,6 +68,58 @@ _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_schemas (
     schema_hash TEXT PRIMARY KEY,
     document BYTEA NOT NULL)""",
+    LEASES_DDL,
+]
+# What `journal migrate` adds to a first-round store, and `init` to a new one.
+_POSTGRES_V2 = [
+    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS genesis BYTEA",
+    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS key_id TEXT",
+    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS head_mac BYTEA",
+    LEASES_DDL,  # operational (recovery), outside the chain
+    """CREATE TABLE IF NOT EXISTS journal_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL)""",
+    """CREATE OR REPLACE FUNCTION journal_refuse() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END $$""",
+    """CREATE OR REPLACE FUNCTION journal_index_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.exec_key IS DISTINCT FROM OLD.exec_key
+        OR NEW.execution_id IS DISTINCT FROM OLD.execution_id
+        OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
+        OR NEW.flow IS DISTINCT FROM OLD.flow
+        OR NEW.parent_id IS DISTINCT FROM OLD.parent_id
+        OR NEW.created_at IS DISTINCT FROM OLD.created_at
+        OR NEW.alg IS DISTINCT FROM OLD.alg
+        OR NEW.genesis IS DISTINCT FROM OLD.genesis
+        OR NEW.head_seq <= OLD.head_seq
+        OR NOT EXISTS (SELECT 1 FROM journal_events e
+                       WHERE e.exec_key = NEW.exec_key AND e.seq = NEW.head_seq
+                       AND e.hash = NEW.head_hash) THEN
+        RAISE EXCEPTION 'journal_executions: only an append may change an index row';
+    END IF;
+    RETURN NEW;
+END $$""",
+    "DROP TRIGGER IF EXISTS journal_events_append_only ON journal_events",
+    "CREATE TRIGGER journal_events_append_only BEFORE UPDATE OR DELETE "
+    "ON journal_events FOR EACH ROW EXECUTE FUNCTION journal_refuse()",
+    "DROP TRIGGER IF EXISTS journal_events_no_truncate ON journal_events",
+    "CREATE TRIGGER journal_events_no_truncate BEFORE TRUNCATE "
+    "ON journal_events FOR EACH STATEMENT EXECUTE FUNCTION journal_refuse()",
+    "DROP TRIGGER IF EXISTS journal_executions_no_delete ON journal_executions",
+    "CREATE TRIGGER journal_executions_no_delete BEFORE DELETE "
+    "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_refuse()",
+    "DROP TRIGGER IF EXISTS journal_executions_no_truncate ON journal_executions",
+    "CREATE TRIGGER journal_executions_no_truncate BEFORE TRUNCATE "
+    "ON journal_executions FOR EACH STATEMENT EXECUTE FUNCTION journal_refuse()",
+    "DROP TRIGGER IF EXISTS journal_executions_append_only ON journal_executions",
+    "CREATE TRIGGER journal_executions_append_only BEFORE UPDATE "
+    "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_index_append_only()",
+    "INSERT INTO journal_meta (name, value) VALUES ('layout', '2') "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 
@@ -80,10 +136,10 @@ class PostgresStore(SQLStore):
     LOCK_ROW = " FOR UPDATE"
 
     def __init__(
-        self, url: str, *, create: bool = True, hasher: Hasher | None = None
+        self, url: str, *, create: bool = True, keyring: Keyring | None = None
     ) -> None:
         self.url = url
-        self.hasher = hasher or Hasher.from_env()
+        self.keyring = keyring or Keyring.from_env()
         self._conninfo, self.settings = split_url(url)
         self.retry_policy = self.settings.retry
         self._pool = make_pool(self._conninfo, self.settings)
@@ -117,15 +173,53 @@ class PostgresStore(SQLStore):
         return f"no connection within {self.settings['pool_timeout_s']:g} s"
 
     def _prepare(self, create: bool) -> None:
+        with self._transaction(write=False) as cur:
+            self.layout = self._read_layout(cur)
+        if self.layout == 0 and create:
+            self._create()  # a new store: needs DDL rights, once
+        elif self.layout == 0:
+            raise StoreError(f"{redact_url(self.url)} holds no journal tables")
+
+    def _read_layout(self, cur: Any) -> int:
+        """0: no journal tables; 1: a first-round store; else journal_meta's."""
+        cur.execute(
+            "SELECT to_regclass('journal_events') IS NOT NULL, "
+            "to_regclass('journal_meta') IS NOT NULL"
+        )
+        events, meta = cur.fetchone()
+        if not events:
+            return 0
+        if not meta:
+            return 1
+        cur.execute("SELECT value FROM journal_meta WHERE name = 'layout'")
+        found = cur.fetchone()
+        return int(found[0]) if found else 1
+
+    def _create(self) -> None:
         with self._transaction(write=True) as cur:
-            if create:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                for statement in _POSTGRES_SCHEMA:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+            if self._read_layout(cur) == 0:
+                for statement in _POSTGRES_SCHEMA + _POSTGRES_V2:
                     cur.execute(statement)
-            else:
-                cur.execute("SELECT to_regclass('journal_events') IS NOT NULL")
-                if not cur.fetchone()[0]:
-                    raise StoreError(f"{redact_url(self.url)} holds no journal tables")
+        self.layout = LAYOUT
+
+    def migrate(self) -> int:
+        """Bring a first-round store to the current layout (as the tables'
+        owner); return the layout it had. Idempotent."""
+        before = self.layout
+        if before < LAYOUT:
+            with self._transaction(write=True) as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                for statement in _POSTGRES_V2:
+                    cur.execute(statement)
+            self.layout = LAYOUT
+        return before
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        with self._transaction(write=False) as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield cur
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
@@ -194,9 +288,9 @@ class PostgresStore(SQLStore):
         """A new connection outside the pool (for ``LISTEN``), opened with
         the store's retry policy; the caller closes it.
 
-        It gets the store's lock and statement timeouts. When it is lost,
-        call this again: opening is retried with backoff, and a
-        `TransientStoreError` is raised only when every try failed.
+        It gets the store's lock timeout. When it is lost, call this again:
+        opening is retried with backoff, and a `TransientStoreError` is
+        raised only when every try failed.
         """
         import psycopg
 

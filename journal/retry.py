@@ -49,6 +49,7 @@ from journal.errors import (
 )
 
 if TYPE_CHECKING:
+    from journal.leases import Lease
     from journal.store import Store, Summary
 
 log = logging.getLogger("journal.retry")
@@ -176,6 +177,7 @@ def append_with_retry(
     expected_seq: int,
     payloads: Sequence[bytes],
     *,
+    lease: Lease | None = None,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Summary:
@@ -192,6 +194,8 @@ def append_with_retry(
             `Store.append`).
         expected_seq: The head the events follow.
         payloads: The encoded events.
+        lease: Passed to every `Store.append` try (fencing is checked by
+            each; a lost lease is a `LeaseLostError`, never retried).
         policy: Retries (default: the store's `retry_policy`).
         sleep: The wait between tries.
 
@@ -207,7 +211,7 @@ def append_with_retry(
     policy = policy or store.retry_policy
     for attempt in range(1, policy.attempts + 1):
         try:
-            return store.append(summary, expected_seq, payloads)
+            return store.append(summary, expected_seq, payloads, lease=lease)
         except TransientStoreError as error:
             failure: StoreError = error
         except CommitUnknownError as error:
@@ -248,7 +252,8 @@ def resolve_append(
     """Was an append whose COMMIT outcome is unknown stored?
 
     Reads the rows after `expected_seq`: ours (byte for byte) means it was
-    committed, and its index row is returned; none means it was not (None:
+    committed, and the stored index row is returned with the head of these
+    events (later appends by others may have moved it on); none means it was not (None:
     safe to repeat); others mean a concurrent writer won (`ConflictError`).
     """
     execution_id, tenant_id = summary.execution_id, summary.tenant_id
@@ -257,10 +262,9 @@ def resolve_append(
     if not rows:
         return None
     if [row.payload for row in rows] == list(payloads):
-        stored = store.get_summary(execution_id, tenant_id)
-        alg = stored.alg if stored is not None else store.hasher.alg
         log.info("%s: append after seq %d was committed", execution_id, expected_seq)
-        return replace(summary, alg=alg, head_seq=upto, head_hash=rows[-1].hash)
+        stored = store.get_summary(execution_id, tenant_id) or summary
+        return replace(stored, head_seq=upto, head_hash=rows[-1].hash)
     raise ConflictError(
         f"{execution_id}: append expected head seq {expected_seq} but another "
         "writer's events follow it: a concurrent writer appended first"

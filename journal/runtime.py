@@ -1,14 +1,24 @@
-"""Live runs: execute a flow's entry and journal every step as it happens.
+"""One run context for live runs, replays and continuations.
 
-Every event is appended (durably) when it happens: a step's `StepStarted`
-is stored before the step's code runs, so a crash mid-step is visible.
-Values cross the journal as canonical JSON and the entry receives them
-decoded from those bytes, exactly as a replay would give them.
+A `Run` answers each call of a flow's entry either from a record (the
+calls a recorded execution made, matched by call identity: effect bodies
+never run, pure steps run and are compared) or live (the body runs and
+every event is appended as it happens). Given a record *and* an execution
+handle it answers from the record while the record has the call and
+switches to live at the first call it lacks: resume, recovery and fork
+are that. Given only a record it is a replay; given only a handle, a live
+run. See `journal.matching` for the comparisons and `journal.driving` for
+running an entry under a `Run`.
+
+Every live event is appended (durably) when it happens: a step's
+`StepStarted` is stored before the step's code runs, so a crash mid-step
+is visible.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,159 +26,501 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from journal.errors import FlowDefinitionError, JournalError
-from journal.flow import Flow, StepDef, StepError, categorize, current_run
-from journal.ids import StepId
+from journal.calls import call_key, current_step_key
+from journal.context import Frame, enter
+from journal.errors import FlowDefinitionError, InvalidTransitionError, JournalError
+from journal.failures import StepError, error_from
+from journal.matching import Matcher, Stop
 from journal.model import (
     CallableType,
     ErrorCategory,
     Execution,
     ExecutionError,
+    ExecutionState,
     ParentLink,
     ParentType,
+    Step,
     StepSource,
+    StepState,
     StepType,
 )
 from journal.schema import canonical
 
 if TYPE_CHECKING:
-    from journal.application import Journal
     from journal.commands import ExecutionHandle
+    from journal.flow import Flow, StepDef, ValueUpcaster
+    from journal.ids import StepId
+
+__all__ = ["Halt", "Run", "Stop"]
 
 
-def error_from(exc: BaseException, step_type: str, **fields: Any) -> ExecutionError:
-    """The `ExecutionError` recorded for an exception."""
-    from journal.application import utc_now
+class Halt(BaseException):
+    """Unwinds the entry when an operator paused or cancelled the execution
+    (a BaseException, so a flow's ``except Exception`` cannot hide it)."""
 
-    if isinstance(exc, StepError):
-        return msgspec.structs.replace(exc.error, occurred_at=utc_now(), **fields)
+
+#: States an operator's command leaves a running execution in.
+STOPPED_BY_OPERATOR = (ExecutionState.PAUSED, ExecutionState.CANCELLED)
+
+#: What a live child execution is run with (set by `journal.driving`).
+ChildRunner = Callable[..., Execution]
+
+CANCELLED_CODE = "cancelled"
+
+
+def cancelled_error(step_id: StepId) -> ExecutionError:
+    """What a step cancelled in flight records (never retried)."""
+    from journal import application
+
     return ExecutionError(
-        category=categorize(exc, step_type),
-        message=str(exc) or type(exc).__name__,
-        occurred_at=utc_now(),
-        exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        **fields,
+        category=ErrorCategory.KERNEL_INTERNAL,
+        message="cancelled",
+        code=CANCELLED_CODE,
+        exception_type="asyncio.CancelledError",
+        occurred_at=application.utc_now(),
+        step_id=step_id,
+        attempt=1,
     )
 
 
-class LiveRun:
-    """The `RunContext` of a live run: records as it goes."""
+def is_cancellation(error: ExecutionError | None) -> bool:
+    """True for the error a step cancelled in flight recorded."""
+    return error is not None and error.code == CANCELLED_CODE
+
+
+class Run(Matcher):
+    """The run context: answers from `record`, records live through `handle`.
+
+    Args:
+        flow: The flow whose entry runs.
+        record: A recorded execution to answer calls from (None: none).
+        handle: Where live calls are recorded (None: never go live; a call
+            the record lacks is then a divergence, or the end of an
+            unfinished record).
+        upcast: Turns values recorded under an accepted older schema into
+            today's.
+        sleep: How a synchronous retry waits (tests pass a fake).
+    """
 
     def __init__(
         self,
         flow: Flow,
-        handle: ExecutionHandle,
+        *,
+        record: Execution | None = None,
+        handle: ExecutionHandle | None = None,
+        upcast: ValueUpcaster | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        child_runner: ChildRunner | None = None,
     ) -> None:
-        self.flow = flow
+        super().__init__(flow, record, upcast)
         self.handle = handle
         self.sleep = sleep
-        self.stack: list[StepId] = []
+        self.child_runner = child_runner
         self.journal_failure: JournalError | None = None
+        self.finished = False
+        self._lock = threading.RLock()
+
+    @property
+    def live(self) -> bool:
+        """True when calls the record lacks are run and recorded live."""
+        return self.handle is not None
+
+    # --- journal writes ----------------------------------------------------
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Around a journal write: remember a failure so no user `except`
-        in the entry can hide it (the run re-raises it at the end)."""
-        try:
-            yield
-        except JournalError as e:
-            self.journal_failure = self.journal_failure or e
-            raise
+    def _write(self) -> Iterator[ExecutionHandle]:
+        """Around a journal write: one writer at a time (threads), and a
+        failure remembered so no user ``except`` in the entry can hide it. A
+        write refused because an operator paused or cancelled the execution
+        halts the run cleanly instead."""
+        assert self.handle is not None
+        with self._lock:
+            try:
+                yield self.handle
+            except InvalidTransitionError as e:
+                if self.handle.state.state in STOPPED_BY_OPERATOR:
+                    raise Halt from e
+                self.journal_failure = self.journal_failure or e
+                raise
+            except JournalError as e:
+                self.journal_failure = self.journal_failure or e
+                raise
 
-    def _refuse_undeclared(self, check: Callable[[], None]) -> None:
-        """Flow wiring errors end the run: no user ``except`` may hide them."""
+    def _refuse(self, error: FlowDefinitionError) -> BaseException:
+        """A flow wiring error ends the run: live it is the run's failure,
+        on replay a divergence; no user ``except`` may hide either."""
+        if self.live:
+            self.journal_failure = self.journal_failure or error
+            return error
+        return self.undeclared(error)
+
+    def _declared(self, check: Callable[[], None]) -> None:
         try:
             check()
         except FlowDefinitionError as e:
-            self.journal_failure = self.journal_failure or e
-            raise
+            raise self._refuse(e) from e
+
+    # --- steps -----------------------------------------------------------
 
     def call_step(
-        self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        frame: Frame,
+        step: StepDef,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         if step.flow is not self.flow:
-            self._refuse_undeclared(lambda: self.flow.check_step(step))
-        payload = msgspec.Raw(step.signature.encode_args(args, kwargs))
-        parent = self.stack[-1] if self.stack else None
-        original: StepId | None = None
-        attempt = 1
+            self._declared(lambda: self.flow.check_step(step))
+        call = frame.next_call()
+        payload = step.signature.encode_args(args, kwargs)
+        first = self.find(frame, call, step.name, step.callable_id, payload)
+        if first is None:
+            return self._live(frame, step, call, payload, args, kwargs)
+        produced: bytes | None = None
+        body = frame.body(call, first.id)  # one scope for every attempt
+        attempts = self.attempts(first)
+        for attempt in attempts:
+            if step.pure:
+                body.step = attempt.id
+                produced = self._pure_body(body, step, attempt, args, kwargs)
+            else:
+                self.answer_effect(attempt)
+        self.check_retries(step, attempts)
+        self.release(first)
+        return self._outcome(
+            frame, step, call, payload, first, produced, (args, kwargs)
+        )
+
+    def _pure_body(
+        self,
+        body: Frame,
+        step: StepDef,
+        attempt: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> bytes | None:
+        undo = enter(body)
+        try:
+            produced = canonical(step.function(*args, **kwargs))
+            failure: BaseException | None = None
+        except Stop:
+            raise
+        except Exception as exc:
+            produced, failure = None, exc
+        finally:
+            undo()
+        return self.compare_pure(step, attempt, produced, failure)
+
+    def _outcome(
+        self,
+        frame: Frame,
+        step: StepDef,
+        call: str,
+        payload: bytes,
+        first: Step,
+        produced: bytes | None,
+        arguments: tuple[tuple[Any, ...], dict[str, Any]],
+    ) -> Any:
+        final = self.index_final(first)
+        args, kwargs = arguments
+        if self.live and final.state is StepState.RUNNING:
+            # Started, never ended: the one place an effect may run twice.
+            return self._live(frame, step, call, payload, args, kwargs, resume=final)
+        if self.live and self.retry_pending(step, final):
+            return self._live(frame, step, call, payload, args, kwargs, after=final)
+        return self.recorded_outcome(step, final, produced)
+
+    def _start_attempt(
+        self,
+        frame: Frame,
+        step: StepDef,
+        call: str,
+        payload: bytes,
+        original: StepId | None,
+        attempt: int,
+    ) -> StepId:
+        source = StepSource.retry(original, attempt) if original else None
+        with self._write() as handle:
+            step_id: StepId = handle.start_step(
+                step.name,
+                step.step_type,
+                input=msgspec.Raw(payload),
+                parent_step_id=frame.step,
+                source=source,
+                callable_id=step.callable_id,
+                call=frame.stored_call(call) if original is None else None,
+            )
+        return step_id
+
+    def _live(
+        self,
+        frame: Frame,
+        step: StepDef,
+        call: str,
+        payload: bytes,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        resume: Step | None = None,
+        after: Step | None = None,
+    ) -> Any:
+        """Run `step`'s body live, recording each attempt.
+
+        `resume`: a recorded attempt that started and never ended (its body
+        runs again under the same step id); `after`: a recorded failed
+        attempt whose retry had not started yet.
+        """
+        original, attempt, step_id = self.live_start(resume, after)
+        body = self._live_body(frame, call, after)
         while True:
-            source = StepSource.retry(original, attempt) if original else None
-            with self._guard():
-                step_id: StepId = self.handle.start_step(
-                    step.name,
-                    step.step_type,
-                    input=payload,
-                    parent_step_id=parent,
-                    source=source,
-                    callable_id=step.callable_id,
+            if step_id is None:
+                step_id = self._start_attempt(
+                    frame, step, call, payload, original, attempt
                 )
             original = original or step_id
             started = time.perf_counter()
-            self.stack.append(step_id)
+            undo = self._enter_live_body(body, call, step_id)
             try:
                 output = canonical(step.function(*args, **kwargs))
             except Exception as exc:
-                if isinstance(exc, JournalError) and exc is self.journal_failure:
-                    raise
-                error = error_from(
-                    exc, step.step_type, attempt=attempt, step_id=step_id
-                )
-                policy = step.policy_for(error)
-                error = msgspec.structs.replace(error, retry_policy=policy)
-                with self._guard():
-                    self.handle.fail_step(
-                        step_id, error, duration_ms=_ms_since(started)
-                    )
-                if policy.should_retry(attempt):
-                    self.sleep(policy.delay_for_attempt(attempt) / 1000)
-                    attempt += 1
-                    continue
-                raise StepError(error=error) from exc
+                delay = self._failed(step, exc, step_id, attempt, started)
+                if delay is None:
+                    raise StepError(error=self._last_error) from exc
+                self.sleep(delay)
+                attempt, step_id = attempt + 1, None
+                continue
             finally:
-                self.stack.pop()
-            with self._guard():
-                self.handle.complete_step(
-                    step_id, msgspec.Raw(output), duration_ms=_ms_since(started)
-                )
-            return step.signature.decode_output(output)
+                undo()
+            return self._completed(step, step_id, output, started)
 
-    def draw_value(self, kind: str, make: Callable[[], Any], type_: Any) -> Any:
-        raw = canonical(make())
-        if self.stack:
+    async def call_step_async(
+        self,
+        frame: Frame,
+        step: StepDef,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if step.flow is not self.flow:
+            self._declared(lambda: self.flow.check_step(step))
+        call = frame.next_call()
+        payload = step.signature.encode_args(args, kwargs)
+        first = self.find(frame, call, step.name, step.callable_id, payload)
+        if first is None:
+            return await self._live_async(frame, step, call, payload, args, kwargs)
+        produced: bytes | None = None
+        body = frame.body(call, first.id)  # one scope for every attempt
+        attempts = self.attempts(first)
+        for attempt in attempts:
+            if step.pure:
+                body.step = attempt.id
+                produced = await self._pure_body_async(
+                    body, step, attempt, args, kwargs
+                )
+            else:
+                self.answer_effect(attempt)
+        self.check_retries(step, attempts)
+        await self.turn(first)
+        final = self.index_final(first)
+        if self.live and final.state is StepState.RUNNING:
+            return await self._live_async(
+                frame, step, call, payload, args, kwargs, resume=final
+            )
+        if self.live and self.retry_pending(step, final):
+            return await self._live_async(
+                frame, step, call, payload, args, kwargs, after=final
+            )
+        if is_cancellation(final.error):
+            raise asyncio.CancelledError
+        return self.recorded_outcome(step, final, produced)
+
+    async def _pure_body_async(
+        self,
+        body: Frame,
+        step: StepDef,
+        attempt: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> bytes | None:
+        undo = enter(body)
+        try:
+            produced = canonical(await step.function(*args, **kwargs))
+            failure: BaseException | None = None
+        except Stop:
+            raise
+        except Exception as exc:
+            produced, failure = None, exc
+        finally:
+            undo()
+        return self.compare_pure(step, attempt, produced, failure)
+
+    async def _live_async(
+        self,
+        frame: Frame,
+        step: StepDef,
+        call: str,
+        payload: bytes,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        resume: Step | None = None,
+        after: Step | None = None,
+    ) -> Any:
+        original, attempt, step_id = self.live_start(resume, after)
+        body = self._live_body(frame, call, after)
+        while True:
+            if step_id is None:
+                step_id = self._start_attempt(
+                    frame, step, call, payload, original, attempt
+                )
+            original = original or step_id
+            started = time.perf_counter()
+            undo = self._enter_live_body(body, call, step_id)
+            try:
+                output = canonical(await step.function(*args, **kwargs))
+            except asyncio.CancelledError:
+                with self._write() as handle:
+                    handle.fail_step(
+                        step_id,
+                        cancelled_error(step_id),
+                        duration_ms=_ms_since(started),
+                    )
+                raise
+            except Exception as exc:
+                delay = self._failed(step, exc, step_id, attempt, started)
+                if delay is None:
+                    raise StepError(error=self._last_error) from exc
+                await asyncio.sleep(delay)
+                attempt, step_id = attempt + 1, None
+                continue
+            finally:
+                undo()
+            return self._completed(step, step_id, output, started)
+
+    _last_error: ExecutionError
+
+    def _live_body(self, frame: Frame, call: str, after: Step | None) -> Frame:
+        """The body scope of a live call (one for every attempt); going on
+        after recorded attempts, its ordinals continue after theirs."""
+        body = frame.body(call, None)
+        if after is not None and self.index is not None:
+            first = self.index.by_call.get(call)
+            body.calls = self.index.nested_calls(first) if first else 0
+        return body
+
+    def _enter_live_body(
+        self, body: Frame, call: str, step_id: StepId
+    ) -> Callable[[], None]:
+        """Enter a live attempt's body scope, with its `journal.step_key()`
+        (the call's: the same for every attempt and after a crash)."""
+        assert self.handle is not None
+        body.step = step_id
+        undo = enter(body)
+        key = current_step_key.set(call_key(self.handle.id, call))
+
+        def leave() -> None:
+            current_step_key.reset(key)
+            undo()
+
+        return leave
+
+    def _failed(
+        self,
+        step: StepDef,
+        exc: Exception,
+        step_id: StepId,
+        attempt: int,
+        started: float,
+    ) -> float | None:
+        """Record a failed attempt; the delay before a retry, or None."""
+        if isinstance(exc, JournalError) and exc is self.journal_failure:
+            raise exc
+        error = error_from(exc, step.step_type, attempt=attempt, step_id=step_id)
+        policy = step.policy_for(error)
+        error = msgspec.structs.replace(error, retry_policy=policy)
+        with self._write() as handle:
+            handle.fail_step(step_id, error, duration_ms=_ms_since(started))
+        self._last_error = error
+        if policy.should_retry(attempt):
+            return policy.delay_for_attempt(attempt) / 1000
+        return None
+
+    def _completed(
+        self, step: StepDef, step_id: StepId, output: bytes, started: float
+    ) -> Any:
+        with self._write() as handle:
+            handle.complete_step(
+                step_id, msgspec.Raw(output), duration_ms=_ms_since(started)
+            )
+        return step.signature.decode_output(output)
+
+    # --- helpers and children ----------------------------------------------
+
+    def draw_value(
+        self, frame: Frame, kind: str, make: Callable[[], Any], type_: Any
+    ) -> Any:
+        if frame.step is not None:
             # Inside a step the value is part of the step: an effect step's
-            # output is recorded (and it does not run on replay); a pure step
-            # must not draw one at all, and replay will say so.
-            return msgspec.json.decode(raw, type=type_)
-        with self._guard():
-            self.handle.record_value(kind, msgspec.Raw(raw))
+            # output is recorded (and it does not run on replay); a pure
+            # step must not draw one at all, and replay will say so.
+            return msgspec.json.decode(canonical(make()), type=type_)
+        call = frame.next_value()
+        recorded = self.find_value(frame, call, kind)
+        if recorded is not None:
+            return msgspec.json.decode(recorded, type=type_)
+        raw = canonical(make())
+        with self._write() as handle:
+            handle.record_value(kind, msgspec.Raw(raw), call=frame.stored_call(call))
         return msgspec.json.decode(raw, type=type_)
 
     def run_child(
-        self, child: Flow, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        frame: Frame,
+        child: Flow,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
-        self._refuse_undeclared(lambda: self.flow.check_child(child))
-        signature = child._entry()
-        payload = msgspec.Raw(signature.encode_args(args, kwargs))
-        parent = self.stack[-1] if self.stack else None
-        with self._guard():
-            step_id: StepId = self.handle.start_step(
+        self._declared(lambda: self.flow.check_child(child))
+        signature = child.require_entry()
+        call = frame.next_call()
+        payload = signature.encode_args(args, kwargs)
+        record = self.find(frame, call, child.name, child.name, payload)
+        if record is not None:
+            for attempt in self.attempts(record):
+                self.answer_effect(attempt)
+            self.release(record)
+            return self.recorded_outcome(None, record, None, signature)
+        return self._live_child(frame, child, call, payload, args, kwargs)
+
+    def _live_child(
+        self,
+        frame: Frame,
+        child: Flow,
+        call: str,
+        payload: bytes,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        assert self.handle is not None
+        assert self.child_runner is not None
+        signature = child.require_entry()
+        with self._write() as handle:
+            step_id: StepId = handle.start_step(
                 child.name,
                 StepType.GRAPH_NODE,
-                input=payload,
-                parent_step_id=parent,
+                input=msgspec.Raw(payload),
+                parent_step_id=frame.step,
                 callable_id=child.name,
                 callable_type=CallableType.FLOW,
+                call=frame.stored_call(call),
             )
         started = time.perf_counter()
         link = ParentLink(
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
-        result = run_live(child, self.handle.journal, args, kwargs, parent=link)
+        result = self.child_runner(child, self.handle.journal, args, kwargs, link)
         if result.error is None and result.state.value == "Completed":
-            with self._guard():
-                self.handle.complete_step(
+            with self._write() as handle:
+                handle.complete_step(
                     step_id, result.output, duration_ms=_ms_since(started)
                 )
             return signature.decode_output(bytes(result.output))
@@ -177,63 +529,9 @@ class LiveRun:
             message=f"child execution {result.id} ended {result.state_label}",
         )
         error = msgspec.structs.replace(error, step_id=step_id, attempt=1)
-        with self._guard():
-            self.handle.fail_step(step_id, error, duration_ms=_ms_since(started))
+        with self._write() as handle:
+            handle.fail_step(step_id, error, duration_ms=_ms_since(started))
         raise StepError(error=error)
-
-
-def run_live(
-    flow: Flow,
-    journal_: Journal,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    parent: ParentLink | None = None,
-) -> Execution:
-    """Record a whole live run of `flow`; see `Flow.run`."""
-    entry = flow._entry()
-    assert flow.entry_function is not None
-    payload = entry.encode_args(args, kwargs)
-    document = canonical(flow.schema_document)
-    schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
-    journal_.put_schema(schema_version, document)
-    handle = journal_.create(
-        flow=flow.name,
-        input=msgspec.Raw(payload),
-        parent=parent,
-        schema_version=schema_version,
-    )
-    handle.start()
-    run = LiveRun(flow, handle)
-    token = current_run.set(run)
-    try:
-        result = flow.entry_function(**entry.decode_args(payload))
-        output = canonical(result)
-    except Exception as exc:
-        _end_with_failure(handle, run.journal_failure or exc)
-    else:
-        if run.journal_failure is not None:
-            _end_with_failure(handle, run.journal_failure)
-        handle.complete(msgspec.Raw(output))
-    finally:
-        current_run.reset(token)
-    state: Execution = handle.state
-    return state
-
-
-def _end_with_failure(handle: ExecutionHandle, failure: Exception) -> None:
-    """Record the entry's failure; re-raise it if it is the journal's own.
-
-    A store failure is raised as it is (the store may be unusable). A flow
-    wiring error is recorded as the execution's failure, then raised.
-    """
-    if isinstance(failure, JournalError) and not isinstance(
-        failure, FlowDefinitionError
-    ):
-        raise failure
-    handle.fail(error_from(failure, ""))
-    if isinstance(failure, FlowDefinitionError):
-        raise failure
 
 
 def _ms_since(started: float) -> int:

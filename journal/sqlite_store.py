@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from journal.chain import Hasher
 from journal.errors import ConflictError, StoreBusyError, StoreError
-from journal.sqlstore import SQLStore
+from journal.keys import Keyring
+from journal.sql_leases import LEASES_DDL
+from journal.sqlstore import LAYOUT, SQLStore
 
 LOCK_TIMEOUT_ENV = "JOURNAL_LOCK_TIMEOUT_MS"
 DEFAULT_LOCK_TIMEOUT_MS = 30_000
@@ -38,7 +41,10 @@ CREATE TABLE IF NOT EXISTS journal_executions (
     error BLOB,
     alg TEXT NOT NULL,
     head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL
+    head_hash BLOB NOT NULL,
+    genesis BLOB,
+    key_id TEXT,
+    head_mac BLOB
 );
 CREATE INDEX IF NOT EXISTS journal_executions_by_time
     ON journal_executions (tenant_id, created_at);
@@ -65,6 +71,46 @@ CREATE TABLE IF NOT EXISTS journal_schemas (
     document BLOB NOT NULL
 );
 """
+# What `journal migrate` adds to a first-round store, and `init` to a new one
+# (journal_leases: operational data for recovery, outside the chain).
+_SQLITE_V2 = f"""
+{LEASES_DDL};
+CREATE TABLE IF NOT EXISTS journal_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_events_no_update
+BEFORE UPDATE ON journal_events
+BEGIN SELECT RAISE(ABORT, 'journal_events is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_events_no_delete
+BEFORE DELETE ON journal_events
+BEGIN SELECT RAISE(ABORT, 'journal_events is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_executions_no_delete
+BEFORE DELETE ON journal_executions
+BEGIN SELECT RAISE(ABORT, 'journal_executions is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS journal_executions_append_only
+BEFORE UPDATE ON journal_executions
+WHEN NEW.exec_key IS NOT OLD.exec_key
+    OR NEW.execution_id IS NOT OLD.execution_id
+    OR NEW.tenant_id IS NOT OLD.tenant_id
+    OR NEW.flow IS NOT OLD.flow
+    OR NEW.parent_id IS NOT OLD.parent_id
+    OR NEW.created_at IS NOT OLD.created_at
+    OR NEW.alg IS NOT OLD.alg
+    OR NEW.genesis IS NOT OLD.genesis
+    OR NEW.head_seq <= OLD.head_seq
+    OR NOT EXISTS (SELECT 1 FROM journal_events e WHERE e.exec_key = NEW.exec_key
+                   AND e.seq = NEW.head_seq AND e.hash = NEW.head_hash)
+BEGIN SELECT RAISE(ABORT,
+    'journal_executions: only an append may change an index row'); END;
+INSERT INTO journal_meta (name, value) VALUES ('layout', '2')
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+"""
+_SQLITE_MIGRATE_COLUMNS = (
+    "ALTER TABLE journal_executions ADD COLUMN genesis BLOB",
+    "ALTER TABLE journal_executions ADD COLUMN key_id TEXT",
+    "ALTER TABLE journal_executions ADD COLUMN head_mac BLOB",
+)
 
 
 class SQLiteStore(SQLStore):
@@ -82,7 +128,7 @@ class SQLiteStore(SQLStore):
         path: str | Path,
         *,
         create: bool = True,
-        hasher: Hasher | None = None,
+        keyring: Keyring | None = None,
         url: str | None = None,
         lock_timeout_ms: int | None = None,
     ) -> None:
@@ -91,7 +137,7 @@ class SQLiteStore(SQLStore):
             lock_timeout_ms if lock_timeout_ms is not None else lock_timeout_from_env()
         )
         self.url = url or f"sqlite:///{self.path}"
-        self.hasher = hasher or Hasher.from_env()
+        self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
         if not create and not self.path.exists():
             raise StoreError(f"no journal at {self.path} (nothing was created)")
@@ -99,21 +145,32 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"cannot create {self.path}: no directory {self.path.parent}"
             )
+        self._copy_dir: Path | None = None
+        target: str | Path = self.path
+        if not create and not _writable(self.path):
+            target, self._copy_dir = read_only_target(self.path)
         try:
             self._conn = sqlite3.connect(
-                self.path,
+                target,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=self.lock_timeout_ms / 1000,
+                uri=isinstance(target, str),
             )
             if create:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
-            if create:
-                self._conn.executescript(_SQLITE_SCHEMA)
-            else:
-                self._require_tables()
+            self.layout = self._read_layout()
+            if self.layout == 0 and create:
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} COMMIT;"
+                )
+                self.layout = LAYOUT
+            elif self.layout == 0:
+                raise StoreError(f"{self.path} is not a journal (no journal tables)")
         except sqlite3.DatabaseError as e:
+            if self._conn_open() and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             if _is_busy(e):
                 raise self._busy() from e
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
@@ -124,12 +181,51 @@ class SQLiteStore(SQLStore):
             f"{self.lock_timeout_ms} ms (JOURNAL_LOCK_TIMEOUT_MS)"
         )
 
-    def _require_tables(self) -> None:
+    def _conn_open(self) -> bool:
+        return getattr(self, "_conn", None) is not None
+
+    def _read_layout(self) -> int:
+        """0: no journal tables; 1: a first-round store; else journal_meta's."""
+        names = {
+            name
+            for (name,) in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        if "journal_events" not in names:
+            return 0
+        if "journal_meta" not in names:
+            return 1
         found = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_events'"
+            "SELECT value FROM journal_meta WHERE name = 'layout'"
         ).fetchone()
-        if not found or found[0] == 0:
-            raise StoreError(f"{self.path} is not a journal (no journal tables)")
+        return int(found[0]) if found else 1
+
+    def migrate(self) -> int:
+        """Bring a first-round store to the current layout (as the file's
+        owner); return the layout it had. Idempotent."""
+        before = self.layout
+        if before >= LAYOUT:
+            return before
+        columns = {
+            row[1]
+            for row in self._conn.execute("PRAGMA table_info(journal_executions)")
+        }
+        added = [
+            f"{statement};"
+            for statement in _SQLITE_MIGRATE_COLUMNS
+            if statement.split()[-2] not in columns
+        ]
+        try:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} COMMIT;"
+            )
+        except sqlite3.DatabaseError as e:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError(f"cannot migrate {self.path}: {e}") from e
+        self.layout = LAYOUT
+        return before
 
     def _time_in(self, value: datetime | None) -> Any:
         # Times are stored and compared as text: normalise aware times to UTC
@@ -165,6 +261,37 @@ class SQLiteStore(SQLStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._copy_dir is not None:
+                shutil.rmtree(self._copy_dir, ignore_errors=True)
+                self._copy_dir = None
+
+
+def _writable(path: Path) -> bool:
+    """Whether a reader may use the file in place: SQLite's WAL mode writes
+    ``-wal``/``-shm`` files beside it while it is open."""
+    directory = path.parent if str(path.parent) else Path(".")
+    return os.access(path, os.W_OK) and os.access(directory, os.W_OK)
+
+
+def read_only_target(path: Path) -> tuple[str | Path, Path | None]:
+    """How to read write-protected evidence without creating anything
+    beside it: ``immutable=1`` when no WAL holds committed pages; else a
+    temporary copy of the database and its WAL (the WAL is never silently
+    ignored), removed on close."""
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return f"{path.absolute().as_uri()}?immutable=1", None
+    copy_dir = Path(tempfile.mkdtemp(prefix="journal-ro-"))
+    try:
+        shutil.copyfile(path, copy_dir / path.name)
+        shutil.copyfile(wal, copy_dir / wal.name)
+    except OSError as e:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+        raise StoreError(
+            f"{path}: write-protected with a WAL file {wal.name} that cannot be "
+            f"read through a copy: {e.strerror or e}"
+        ) from e
+    return copy_dir / path.name, copy_dir
 
 
 def lock_timeout_from_env() -> int:

@@ -3,7 +3,8 @@
 One module per backend holds its dialect, DDL and connection handling:
 `journal.sqlite_store` (the embedded default) and `journal.postgres_store`.
 
-Row layout (chosen for DESIGN.md §11's storage and read targets):
+Row layout (chosen for the storage and read targets of docs/design.md §12;
+the layout itself is described in §6):
 
 * ``journal_executions``: one row per execution, keyed by a small integer
   ``exec_key``; holds the text id once, the tenant, the index columns and
@@ -13,6 +14,15 @@ Row layout (chosen for DESIGN.md §11's storage and read targets):
   through eventsourcing's generic interface (ours carry their tag inside the
   payload). SQLite stores it WITHOUT ROWID, so the key is the row.
 * ``journal_snapshots`` and ``journal_schemas``.
+* ``journal_meta``: the layout version (``layout = 2``) and whether the
+  store holds signed chains (``signed``). A first-round store (layout 1)
+  has no such table and no ``genesis``/``key_id``/``head_mac`` columns: it
+  is read as it is and written only after ``journal migrate``.
+
+Append-only in the database: triggers refuse UPDATE and DELETE of event
+rows, DELETE of index rows, and any UPDATE of an index row other than the
+append path advancing its head to a stored event's link. Snapshots (a
+cache) and schema documents are not evidence and stay outside.
 
 Appends lock the execution's index row (SQLite: ``BEGIN IMMEDIATE``;
 PostgreSQL: ``SELECT … FOR UPDATE``), so writers of *different* executions
@@ -34,9 +44,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from journal.errors import ConflictError
+from journal.errors import ConflictError, StoreError
+from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.retry import retried
+from journal.sql_leases import SQLLeases
 from journal.store import (
     Head,
     History,
@@ -45,16 +57,21 @@ from journal.store import (
     Store,
     Stored,
     Summary,
+    advanced,
     generic_summary,
     plan_append,
     plan_insert_stored,
+    sign_imported,
 )
 
-_SUMMARY_COLUMNS = (
+LAYOUT = 2  # journal_meta's "layout": 1 = the first round (no meta table)
+_V1_COLUMNS = (
     "execution_id, tenant_id, state, flow, parent_id, schema_version, "
     "created_at, started_at, ended_at, updated_at, step_count, failed_steps, "
     "output, error, alg, head_seq, head_hash"
 )
+_SUMMARY_COLUMNS = _V1_COLUMNS + ", genesis, key_id, head_mac"
+_COLUMN_COUNT = 20
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "updated_at")
 _UPDATE_EXECUTION = (
     "UPDATE journal_executions SET "
@@ -63,13 +80,39 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(Store):
+class SQLStore(SQLLeases, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder
     LOCK_ROW = ""  # suffix that locks the selected index row
     _conn: Any
     _lock: threading.RLock
+    layout: int = LAYOUT  # 1: a first-round store, read as it is
+    _signed_seen: bool = False
+
+    @property
+    def _columns(self) -> str:
+        if self.layout >= LAYOUT:
+            return _SUMMARY_COLUMNS
+        return _V1_COLUMNS + ", NULL, NULL, NULL"
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A write transaction; refused on a first-round store."""
+        if self.layout < LAYOUT:
+            raise StoreError(
+                f"{redact_url(self.url)} is a first-round journal (layout "
+                f"{self.layout}): run `journal migrate` as its owner before "
+                "writing (reading needs no migration)"
+            )
+        with self._transaction(write=True) as cur:
+            yield cur
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """A read transaction whose statements all see one snapshot."""
+        with self._transaction(write=False) as cur:
+            yield cur
 
     # --- dialect hooks -------------------------------------------------
 
@@ -105,6 +148,9 @@ class SQLStore(Store):
             s.alg,
             s.head_seq,
             s.head_hash,
+            s.genesis,
+            s.key_id,
+            s.head_mac,
         ]
 
     def _summary_from(self, row: Sequence[Any]) -> Summary:
@@ -113,25 +159,55 @@ class SQLStore(Store):
             values[index] = self._time_out(values[index])
         values[12] = bytes(values[12]) if values[12] is not None else None
         values[13] = bytes(values[13]) if values[13] is not None else None
-        values[16] = bytes(values[16])
+        values[16] = _blob(values[16])
+        values[17] = None if values[17] is None else _blob(values[17])
+        values[19] = None if values[19] is None else _blob(values[19])
         return Summary(*values)
 
     def _head(self, cur: Any, execution_id: str) -> tuple[int, Head] | None:
         """The execution's key and stored head, locking its index row."""
         cur.execute(
             self._q(
-                "SELECT exec_key, tenant_id, alg, head_seq, head_hash, state "
-                "FROM journal_executions WHERE execution_id = ?" + self.LOCK_ROW
+                "SELECT exec_key, tenant_id, alg, head_seq, head_hash, state, "
+                "genesis, key_id FROM journal_executions WHERE execution_id = ?"
+                + self.LOCK_ROW
             ),
             (execution_id,),
         )
         found = cur.fetchone()
         if found is None:
             return None
-        return found[0], Head(found[1], found[2], found[3], _blob(found[4]), found[5])
+        key, tenant, alg, seq, link, state, genesis, key_id = found
+        genesis = None if genesis is None else _blob(genesis)
+        return key, Head(tenant, alg, seq, _blob(link), state, genesis, key_id)
+
+    def _store_signed(self, cur: Any) -> bool:
+        """Whether any chain of this store was signed (``journal_meta``)."""
+        if not self._signed_seen:
+            cur.execute("SELECT 1 FROM journal_meta WHERE name = 'signed'")
+            self._signed_seen = cur.fetchone() is not None
+        return self._signed_seen
+
+    def _mark_signed(self, cur: Any, summary: Summary) -> None:
+        if summary.key_id is not None and not self._signed_seen:
+            cur.execute(
+                self._q(
+                    "INSERT INTO journal_meta (name, value) VALUES ('signed', ?) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
+                (summary.key_id,),
+            )
+            self._signed_seen = True
+
+    def _signing_check(self, cur: Any) -> bool:
+        """`store_signed` for a write: only asked when it can matter."""
+        keyring = self.keyring
+        if keyring.current is not None or keyring.allow_unsigned:
+            return False
+        return self._store_signed(cur)
 
     def _insert_execution(self, cur: Any, summary: Summary) -> int:
-        marks = ", ".join([self.P] * 17)
+        marks = ", ".join([self.P] * _COLUMN_COUNT)
         cur.execute(
             f"INSERT INTO journal_executions ({_SUMMARY_COLUMNS}) VALUES ({marks}) "
             "RETURNING exec_key",
@@ -182,34 +258,80 @@ class SQLStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
-        with self._transaction(write=True) as cur:
+        with self._write() as cur:
+            self._check_fence(cur, lease)
             found = self._head(cur, summary.execution_id)
             head = None if found is None else found[1]
-            rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)
-            if found is None:
-                key = self._insert_execution(cur, new)
-            else:
-                key = found[0]
-                self._update_execution(cur, key, new)
+            rows, new = plan_append(
+                self.keyring,
+                summary,
+                expected_seq,
+                head,
+                payloads,
+                store_signed=self._signing_check(cur),
+            )
+            # Rows first: the index trigger checks the new head is a stored link.
+            key = self._insert_execution(cur, new) if found is None else found[0]
             # Our events, encoded by journal.codec: compact JSON (topics unset).
             self._insert_rows(
                 cur, key, rows, topics or [None] * len(rows), json=topics is None
             )
+            if found is not None:
+                self._update_execution(cur, key, new)
+            self._mark_signed(cur, new)
         return new
 
     @retried
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
         with self._transaction(write=False) as cur:
+            found = self._summary_row(cur, execution_id, tenant_id)
+        return None if found is None else self._summary_from(found[1:])
+
+    def _summary_row(self, cur: Any, execution_id: str, tenant_id: str) -> Any:
+        cur.execute(
+            self._q(
+                f"SELECT exec_key, {self._columns} FROM journal_executions "
+                "WHERE execution_id = ? AND tenant_id = ?"
+            ),
+            (execution_id, tenant_id),
+        )
+        return cur.fetchone()
+
+    @retried
+    def load_history(self, execution_id: str, tenant_id: str) -> History | None:
+        with self._snapshot() as cur:
+            found = self._summary_row(cur, execution_id, tenant_id)
+            if found is None:
+                return None
             cur.execute(
                 self._q(
-                    f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions "
-                    "WHERE execution_id = ? AND tenant_id = ?"
+                    "SELECT seq, payload, hash FROM journal_events "
+                    "WHERE exec_key = ? ORDER BY seq"
                 ),
-                (execution_id, tenant_id),
+                (found[0],),
             )
-            found = cur.fetchone()
-        return None if found is None else self._summary_from(found)
+            fetched = cur.fetchall()
+        return History(self._summary_from(found[1:]), _rows(fetched))
+
+    @retried
+    def last_links(
+        self, tenant_id: str, execution_ids: Sequence[str]
+    ) -> dict[str, tuple[int, bytes]]:
+        if not execution_ids:
+            return {}
+        marks = ", ".join([self.P] * len(execution_ids))
+        sql = (
+            "SELECT x.execution_id, e.seq, e.hash FROM journal_executions x "
+            "JOIN journal_events e ON e.exec_key = x.exec_key AND e.seq = ("
+            "SELECT max(seq) FROM journal_events m WHERE m.exec_key = x.exec_key) "
+            f"WHERE x.tenant_id = {self.P} AND x.execution_id IN ({marks})"
+        )
+        with self._snapshot() as cur:
+            cur.execute(sql, [tenant_id, *execution_ids])
+            return {i: (int(seq), _blob(link)) for i, seq, link in cur.fetchall()}
 
     @retried
     def load_rows(
@@ -218,13 +340,7 @@ class SQLStore(Store):
         fetched = self._select_rows(
             "e.seq, e.payload, e.hash", execution_id, tenant_id, after, upto
         )
-        try:  # the common case: the driver hands back bytes
-            return [Row(seq, unpack(data), link) for seq, data, link in fetched]
-        except TypeError:  # someone wrote TEXT into a BLOB column
-            return [
-                Row(seq, unpack(_blob(data)), _blob(link))
-                for seq, data, link in fetched
-            ]
+        return _rows(fetched)
 
     def _select_rows(
         self,
@@ -254,7 +370,7 @@ class SQLStore(Store):
 
     @retried
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM journal_executions WHERE tenant_id = ?"
+        sql = f"SELECT {self._columns} FROM journal_executions WHERE tenant_id = ?"
         params: list[Any] = [tenant_id]
         if where.state is not None:
             sql += " AND (state = ? OR state LIKE ?)"
@@ -280,7 +396,7 @@ class SQLStore(Store):
     def save_snapshot(
         self, execution_id: str, tenant_id: str, seq: int, state: bytes
     ) -> None:
-        with self._transaction(write=True) as cur:
+        with self._write() as cur:
             key = self._key(cur, execution_id, tenant_id)
             if key is not None:
                 cur.execute(
@@ -318,7 +434,7 @@ class SQLStore(Store):
 
     @retried
     def put_schema(self, schema_hash: str, document: bytes) -> None:
-        with self._transaction(write=True) as cur:
+        with self._write() as cur:
             cur.execute(
                 self._q(
                     "INSERT INTO journal_schemas (schema_hash, document) VALUES (?, ?) "
@@ -339,15 +455,18 @@ class SQLStore(Store):
 
     def import_histories(self, histories: Sequence[History]) -> list[str]:
         written = []
-        with self._transaction(write=True) as cur:
+        with self._write() as cur:
+            signed = self._signing_check(cur)
             for history in histories:
                 summary = history.summary
                 found = self._head(cur, summary.execution_id)
                 if found is not None:
                     self._check_same(cur, *found, history)
                     continue
+                summary = sign_imported(self.keyring, summary, signed)
                 key = self._insert_execution(cur, summary)
                 self._insert_rows(cur, key, history.rows, [None] * len(history.rows))
+                self._mark_signed(cur, summary)
                 written.append(summary.execution_id)
         return written
 
@@ -373,28 +492,32 @@ class SQLStore(Store):
     def _insert_stored(
         self, tenant_id: str, by_originator: dict[str, list[Stored]]
     ) -> None:
-        with self._transaction(write=True) as cur:
+        with self._write() as cur:
+            signed = self._signing_check(cur)
             for execution_id, events in by_originator.items():
                 found = self._head(cur, execution_id)
                 head = None if found is None else found[1]
                 rows = plan_insert_stored(
-                    self.hasher, execution_id, tenant_id, head, events
+                    self.keyring, execution_id, tenant_id, head, events
                 )
                 if found is None:
                     summary = generic_summary(
-                        self.hasher, execution_id, tenant_id, rows
+                        self.keyring, execution_id, tenant_id, rows, store_signed=signed
                     )
                     key = self._insert_execution(cur, summary)
+                    self._insert_rows(cur, key, rows, [e.topic for e in events])
                 else:
                     key = found[0]
-                    cur.execute(
-                        self._q(
-                            "UPDATE journal_executions SET head_seq = ?, head_hash = ? "
-                            "WHERE exec_key = ?"
-                        ),
-                        (rows[-1].seq, rows[-1].hash, key),
+                    self._insert_rows(cur, key, rows, [e.topic for e in events])
+                    current = self._summary_row(cur, execution_id, tenant_id)
+                    summary = advanced(
+                        self.keyring,
+                        self._summary_from(current[1:]),
+                        rows,
+                        store_signed=signed,
                     )
-                self._insert_rows(cur, key, rows, [e.topic for e in events])
+                    self._update_execution(cur, key, summary)
+                self._mark_signed(cur, summary)
 
     @retried
     def _select_stored(
@@ -404,6 +527,15 @@ class SQLStore(Store):
             "e.seq, e.topic, e.payload", execution_id, tenant_id, gt, lte
         )
         return [(seq, topic, unpack(_blob(data))) for seq, topic, data in fetched]
+
+
+def _rows(fetched: Sequence[Any]) -> list[Row]:
+    try:  # the common case: the driver hands back bytes
+        return [Row(seq, unpack(data), link) for seq, data, link in fetched]
+    except TypeError:  # someone wrote TEXT into a BLOB column
+        return [
+            Row(seq, unpack(_blob(data)), _blob(link)) for seq, data, link in fetched
+        ]
 
 
 def _blob(value: Any) -> bytes:

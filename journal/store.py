@@ -29,9 +29,22 @@ from typing import NamedTuple
 
 import msgspec
 
-from journal.chain import Hasher, chain_rows
+from journal.chain import (
+    HMAC_SHA256,
+    SHA256,
+    ChainPoint,
+    Digest,
+    Genesis,
+    chain_rows,
+    genesis_link,
+    genesis_preimage,
+    head_record,
+    sha256,
+)
 from journal.chain import Row as Row  # re-exported: stores speak in rows
-from journal.errors import ConflictError, ExecutionNotFoundError
+from journal.errors import ConflictError, ExecutionNotFoundError, SigningKeyError
+from journal.keys import SIGNING_KEY_ENV, Keyring
+from journal.leases import Lease, LeaseStore, MemoryLeases
 from journal.retry import RetryPolicy
 
 
@@ -56,6 +69,20 @@ class Summary:
     alg: str = "sha256"
     head_seq: int = 0
     head_hash: bytes = b""
+    genesis: bytes | None = None  # v2: the preimage of h_0, verbatim
+    key_id: str | None = None  # the id of the key that signed the head
+    head_mac: bytes | None = None
+
+    def head_record(self) -> bytes:
+        """The canonical head record (what the MAC covers, a ledger leaf)."""
+        return head_record(
+            self.tenant_id,
+            self.execution_id,
+            self.flow,
+            self.state,
+            self.head_seq,
+            self.head_hash,
+        )
 
     @property
     def duration_ms(self) -> int | None:
@@ -126,33 +153,98 @@ GENERIC_STATE = "Recorded"
 
 
 class Head(NamedTuple):
-    """An execution's owner, chain algorithm and current head, as stored."""
+    """An execution's owner, chain and current head, as stored."""
 
     tenant_id: str
     alg: str
     seq: int
     hash: bytes
     state: str = GENERIC_STATE
+    genesis: bytes | None = None
+    key_id: str | None = None
+
+
+def default_genesis(summary: Summary, parent_head: tuple[int, bytes] | None) -> bytes:
+    """The v2 genesis preimage of a new execution with no origin."""
+    parent = None
+    if summary.parent_id is not None:
+        seq, link = parent_head if parent_head else (None, None)
+        parent = ChainPoint(
+            execution_id=summary.parent_id, seq=seq, link=link.hex() if link else None
+        )
+    return genesis_preimage(
+        Genesis(
+            tenant_id=summary.tenant_id,
+            execution_id=summary.execution_id,
+            flow=summary.flow,
+            parent=parent,
+        )
+    )
+
+
+def _continue_from(keyring: Keyring, execution_id: str, head: Head) -> Digest:
+    """The link digest to extend a stored chain with."""
+    if head.genesis is not None or head.alg != HMAC_SHA256:
+        return sha256
+    if keyring.current is None:  # a first-round chain keyed with HMAC
+        raise SigningKeyError(
+            f"{execution_id}: a v1 hmac-sha256 chain: appending needs the key it "
+            f"was signed with in {SIGNING_KEY_ENV}"
+        )
+    return keyring.current.v1_digest()
+
+
+def sign(
+    summary: Summary, keyring: Keyring, *, signed_by: str | None, store_signed: bool
+) -> Summary:
+    """The index row with its head MAC (v2 chains), or unsigned when no key
+    is set: refused if the chain (`signed_by`, its key id) or the store was
+    signed, unless the keyring allows unsigned writes."""
+    if summary.genesis is None:
+        return summary  # v1: the links themselves are keyed, or not
+    key = keyring.current
+    if key is not None:
+        mac = key.head_mac(summary.head_record())
+        return replace(summary, key_id=key.key_id, head_mac=mac)
+    if (signed_by or store_signed) and not keyring.allow_unsigned:
+        what = (
+            f"its chain is signed with key {signed_by}"
+            if signed_by
+            else ("the store holds signed chains")
+        )
+        raise SigningKeyError(
+            f"{summary.execution_id}: refusing an unsigned write: {what} and "
+            f"{SIGNING_KEY_ENV} is not set (or pass --allow-unsigned)"
+        )
+    return replace(summary, key_id=None, head_mac=None)
 
 
 def plan_append(
-    hasher: Hasher,
+    keyring: Keyring,
     summary: Summary,
     expected_seq: int,
     head: Head | None,
     payloads: Sequence[bytes],
+    *,
+    store_signed: bool = False,
 ) -> tuple[list[Row], Summary]:
-    """Check an append against the stored head; chain its rows.
+    """Check an append against the stored head; chain its rows; sign.
 
     The one decision every backend makes inside its append transaction:
     not found (absent, or another tenant's), conflict (a stale head, or an
-    id taken on create), else the new rows and the index row with its head.
+    id taken on create), else the new rows and the index row with its head
+    (and, with a key, its MAC). A new execution's genesis is
+    `summary.genesis` when the caller set one, else `default_genesis`.
     """
     execution_id, tenant_id = summary.execution_id, summary.tenant_id
     if head is None:
         if expected_seq != 0:
             raise not_found(execution_id, tenant_id)
-        previous, alg = None, hasher.alg
+        genesis = summary.genesis or default_genesis(summary, None)
+        digest: Digest = sha256
+        previous, alg = genesis_link(genesis), SHA256
+        signed_by = None
+        summary = replace(summary, genesis=genesis)
     else:
         if head.tenant_id != tenant_id:
             if expected_seq == 0:
@@ -160,15 +252,22 @@ def plan_append(
             raise not_found(execution_id, tenant_id)
         if head.seq != expected_seq:
             raise stale(execution_id, expected_seq, head.seq)
-        previous, alg = head.hash, head.alg
-    rows = chain_rows(hasher, execution_id, previous, expected_seq + 1, payloads)
-    return rows, replace(
-        summary, alg=alg, head_seq=rows[-1].seq, head_hash=rows[-1].hash
-    )
+        digest = _continue_from(keyring, execution_id, head)
+        previous, alg, signed_by = head.hash, head.alg, head.key_id
+        summary = replace(summary, genesis=head.genesis)
+    rows = chain_rows(previous, expected_seq + 1, payloads, digest)
+    new = replace(summary, alg=alg, head_seq=rows[-1].seq, head_hash=rows[-1].hash)
+    return rows, sign(new, keyring, signed_by=signed_by, store_signed=store_signed)
+
+
+def sign_imported(keyring: Keyring, summary: Summary, store_signed: bool) -> Summary:
+    """An imported index row, signed with this store's current key (the
+    history's chain was verified when its file was read)."""
+    return sign(summary, keyring, signed_by=summary.key_id, store_signed=store_signed)
 
 
 def plan_insert_stored(
-    hasher: Hasher,
+    keyring: Keyring,
     execution_id: str,
     tenant_id: str,
     head: Head | None,
@@ -191,30 +290,54 @@ def plan_insert_stored(
     first = events[0].version
     if head is not None and first != head.seq + 1:
         raise stale(execution_id, first - 1, head.seq)
-    previous = head.hash if head is not None else None
-    return chain_rows(hasher, execution_id, previous, first, [e.state for e in events])
+    payloads = [e.state for e in events]
+    if head is None:
+        genesis = generic_genesis(execution_id, tenant_id)
+        return chain_rows(genesis_link(genesis), first, payloads)
+    digest = _continue_from(keyring, execution_id, head)
+    return chain_rows(head.hash, first, payloads, digest)
+
+
+def generic_genesis(execution_id: str, tenant_id: str) -> bytes:
+    """The genesis of an execution written through eventsourcing's interface."""
+    return genesis_preimage(Genesis(tenant_id=tenant_id, execution_id=execution_id))
 
 
 def generic_summary(
-    hasher: Hasher, execution_id: str, tenant_id: str, rows: Sequence[Row]
+    keyring: Keyring,
+    execution_id: str,
+    tenant_id: str,
+    rows: Sequence[Row],
+    *,
+    store_signed: bool = False,
 ) -> Summary:
-    """The index row of a new execution written through eventsourcing's
-    interface (its events are not folded: only owner, chain and head)."""
-    return Summary(
+    """The signed index row of a new execution written through
+    eventsourcing's interface (not folded: only owner, chain and head)."""
+    summary = Summary(
         execution_id=execution_id,
         tenant_id=tenant_id,
         state=GENERIC_STATE,
-        alg=hasher.alg,
+        alg=SHA256,
         head_seq=rows[-1].seq,
         head_hash=rows[-1].hash,
+        genesis=generic_genesis(execution_id, tenant_id),
     )
+    return sign(summary, keyring, signed_by=None, store_signed=store_signed)
 
 
-class Store(ABC):
+def advanced(
+    keyring: Keyring, summary: Summary, rows: Sequence[Row], *, store_signed: bool
+) -> Summary:
+    """A generic execution's index row after more rows (re-signed)."""
+    moved = replace(summary, head_seq=rows[-1].seq, head_hash=rows[-1].hash)
+    return sign(moved, keyring, signed_by=summary.key_id, store_signed=store_signed)
+
+
+class Store(LeaseStore, ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
-    hasher: Hasher
+    keyring: Keyring
     #: How transient failures are retried (see `journal.retry`).
     retry_policy: RetryPolicy = RetryPolicy()
 
@@ -225,18 +348,33 @@ class Store(ABC):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         """Append payloads after `expected_seq`; return the new index row.
 
         `summary` describes the execution after these events; its head fields
         are filled in by the store. Raises `ConflictError` when the head is
         no longer `expected_seq` (or, at 0, when the id exists), and
-        `ExecutionNotFoundError` when the id belongs to another tenant.
+        `ExecutionNotFoundError` when the id belongs to another tenant. With
+        a `lease`, raises `LeaseLostError` (checked first) unless its token
+        is still the execution's current one.
         """
 
     @abstractmethod
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
         """The index row, or None if absent in this tenant."""
+
+    @abstractmethod
+    def load_history(self, execution_id: str, tenant_id: str) -> History | None:
+        """The index row and every event row, read in ONE consistent
+        snapshot (so the head check is exact), or None if absent."""
+
+    @abstractmethod
+    def last_links(
+        self, tenant_id: str, execution_ids: Sequence[str]
+    ) -> dict[str, tuple[int, bytes]]:
+        """The stored last event row (seq, link) of each execution."""
 
     @abstractmethod
     def load_rows(
@@ -278,8 +416,13 @@ class Store(ABC):
         is written.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional: not every store holds any
+    def close(self) -> None:
         """Release connections."""
+
+    def migrate(self) -> int:
+        """Bring the store's tables to the current layout (``journal
+        migrate``, run as their owner); return the layout it had."""
+        return 2
 
     # what journal.recorder.StoreRecorder (eventsourcing's interface) uses ---
 
@@ -311,12 +454,13 @@ class _MemoryExecution:
     snapshots: dict[int, bytes] = field(default_factory=dict)
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryLeases, Store):
     """A store in this process's memory: for tests and examples."""
 
-    def __init__(self, url: str = "memory://", hasher: Hasher | None = None) -> None:
+    def __init__(self, url: str = "memory://", keyring: Keyring | None = None) -> None:
+        MemoryLeases.__init__(self)
         self.url = url
-        self.hasher = hasher or Hasher.from_env()
+        self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
         self._executions: dict[str, _MemoryExecution] = {}
         self._schemas: dict[str, bytes] = {}
@@ -331,11 +475,21 @@ class MemoryStore(Store):
         expected_seq: int,
         payloads: Sequence[bytes],
         topics: Sequence[str | None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Summary:
         with self._lock:
+            self._fence(lease)
             existing = self._executions.get(summary.execution_id)
             head = None if existing is None else _head_of(existing.summary)
-            rows, new = plan_append(self.hasher, summary, expected_seq, head, payloads)
+            rows, new = plan_append(
+                self.keyring,
+                summary,
+                expected_seq,
+                head,
+                payloads,
+                store_signed=self._signed(),
+            )
             target = existing or _MemoryExecution(new)
             target.summary = new
             target.rows.extend(rows)
@@ -343,10 +497,29 @@ class MemoryStore(Store):
             self._executions[summary.execution_id] = target
             return new
 
+    def _signed(self) -> bool:
+        return any(e.summary.key_id for e in self._executions.values())
+
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
         with self._lock:
             found = self._owned(execution_id, tenant_id)
             return found.summary if found else None
+
+    def load_history(self, execution_id: str, tenant_id: str) -> History | None:
+        with self._lock:
+            found = self._owned(execution_id, tenant_id)
+            return History(found.summary, list(found.rows)) if found else None
+
+    def last_links(
+        self, tenant_id: str, execution_ids: Sequence[str]
+    ) -> dict[str, tuple[int, bytes]]:
+        with self._lock:
+            found = (self._owned(i, tenant_id) for i in execution_ids)
+            return {
+                e.summary.execution_id: (e.rows[-1].seq, e.rows[-1].hash)
+                for e in found
+                if e is not None and e.rows
+            }
 
     def load_rows(
         self, execution_id: str, tenant_id: str, after: int = 0, upto: int | None = None
@@ -416,9 +589,11 @@ class MemoryStore(Store):
                         f"{execution_id}: a different history already exists "
                         "under this id"
                     )
+            signed = self._signed()
             for history in to_write.values():
+                summary = sign_imported(self.keyring, history.summary, signed)
                 self._executions[history.summary.execution_id] = _MemoryExecution(
-                    history.summary,
+                    summary,
                     list(history.rows),
                     [None] * len(history.rows),
                 )
@@ -433,18 +608,18 @@ class MemoryStore(Store):
                 existing = self._executions.get(execution_id)
                 head = None if existing is None else _head_of(existing.summary)
                 rows = plan_insert_stored(
-                    self.hasher, execution_id, tenant_id, head, events
+                    self.keyring, execution_id, tenant_id, head, events
                 )
                 planned.append((execution_id, existing, rows, events))
+            signed = self._signed()
             for execution_id, existing, rows, events in planned:
                 if existing is None:
                     summary = generic_summary(
-                        self.hasher, execution_id, tenant_id, rows
+                        self.keyring, execution_id, tenant_id, rows, store_signed=signed
                     )
                 else:
-                    last = rows[-1]
-                    summary = replace(
-                        existing.summary, head_seq=last.seq, head_hash=last.hash
+                    summary = advanced(
+                        self.keyring, existing.summary, rows, store_signed=signed
                     )
                 target = existing or _MemoryExecution(summary)
                 target.summary = summary
@@ -473,6 +648,8 @@ def _head_of(summary: Summary) -> Head:
         summary.head_seq,
         summary.head_hash,
         summary.state,
+        summary.genesis,
+        summary.key_id,
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from journal.chain import Hasher
 from journal.errors import StoreError
+from journal.keys import Keyring
 from journal.store import MemoryStore, Store
 
 DEFAULT_URL = "sqlite:///journal.db"
@@ -26,7 +26,21 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url)
 
 
-def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -> Store:
+def check_url(url: str) -> str:
+    """Refuse a URL no backend accepts (`StoreError`), without opening it."""
+    if url.startswith(("postgresql://", "postgres://", "memory://")):
+        return url
+    if sqlite_path(url) is None:
+        raise StoreError(
+            f"unsupported journal URL {url!r}: use sqlite:///file.db, "
+            "postgresql://… or memory://"
+        )
+    return url
+
+
+def open_store(
+    url: str, *, create: bool = True, keyring: Keyring | None = None
+) -> Store:
     """Open the store a URL names.
 
     ``sqlite:///rel.db``, ``sqlite:////abs/path.db`` or a bare path: SQLite.
@@ -37,23 +51,19 @@ def open_store(url: str, *, create: bool = True, hasher: Hasher | None = None) -
     if url.startswith(("postgresql://", "postgres://")):
         from journal.postgres_store import PostgresStore
 
-        return PostgresStore(url, create=create, hasher=hasher)
+        return PostgresStore(url, create=create, keyring=keyring)
     if url.startswith("memory://"):
         name = url[len("memory://") :]
         if not name:
-            return MemoryStore(url, hasher=hasher)
+            return MemoryStore(url, keyring=keyring)
         with _memory_lock:
             if name not in _memory_stores:
                 if not create:
                     raise StoreError(f"no journal at {url}")
-                _memory_stores[name] = MemoryStore(url, hasher=hasher)
+                _memory_stores[name] = MemoryStore(url, keyring=keyring)
             return _memory_stores[name]
-    path = sqlite_path(url)
-    if path is None:
-        raise StoreError(
-            f"unsupported journal URL {url!r}: use sqlite:///file.db, "
-            "postgresql://… or memory://"
-        )
+    path = sqlite_path(check_url(url))
+    assert path is not None  # check_url refused every other scheme
     from journal.sqlite_store import SQLiteStore
 
-    return SQLiteStore(path, create=create, hasher=hasher, url=url)
+    return SQLiteStore(path, create=create, keyring=keyring, url=url)

@@ -22,12 +22,14 @@ if TYPE_CHECKING:
     from replay.replayer import replay_file as replay_file
     from replay.report import BatchResult as BatchResult
     from replay.report import Divergence as Divergence
+    from replay.report import Outcome as Outcome
     from replay.report import ReplayResult as ReplayResult
     from replay.report import Verdict as Verdict
 
 _HOMES = {
     "BatchResult": "replay.report",
     "Divergence": "replay.report",
+    "Outcome": "replay.report",
     "ReplayResult": "replay.report",
     "Verdict": "replay.report",
     "replay": "replay.replayer",
@@ -39,6 +41,7 @@ _HOMES = {
 __all__ = [
     "BatchResult",
     "Divergence",
+    "Outcome",
     "ReplayResult",
     "Verdict",
     "replay",

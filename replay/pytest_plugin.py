@@ -5,12 +5,17 @@ $ pytest --journal-replay fixtures/journals --journal-flows myapp.flows
 ```
 
 Each ``*.jsonl`` export (a file, or every one under a folder) becomes a test
-item named after its file, marked ``journal_replay``. It passes when every
-execution in it replays ``ok``, and fails with the replay report (the step
-index, both sides, a diff) otherwise. A journal recorded without a flow
-(through the command API) has nothing to re-run: its item is skipped, with
-its folded state as the reason. A journal whose flow is not among the
-``--journal-flows`` modules fails, naming the flow.
+item named after its file, marked ``journal_replay``. Whether it passes,
+fails or is skipped follows the one rule the CLI's exit code and its JUnit
+XML use too (`replay.report.outcome_of`, docs/replay-ci.md): it fails with
+the replay report (the step index, both sides, a diff) when any execution
+in it fails; it is skipped when every execution in it was recorded without
+a flow (nothing to re-run); otherwise it passes. A missing path or a folder
+without journals is a usage error.
+
+Given on the command line with no test paths (``pytest --journal-replay X``),
+only the journals are collected, not the project's test suite; given through
+``addopts`` or beside test paths, the journals join the collected tests.
 
 Registered through the ``pytest11`` entry point. Without ``--journal-replay``
 it does nothing, and it imports nothing beyond pytest until that option is
@@ -57,6 +62,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line(
             "markers", f"{MARKER}: a golden journal replayed against today's flows"
         )
+        if _journals_only(config):
+            config.args = []  # collect nothing but the journals
+
+
+def _journals_only(config: pytest.Config) -> bool:
+    """``pytest --journal-replay X`` typed with no test paths: the user asked
+    for the journals, not for the suite its ``testpaths`` would collect."""
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        return False
+    typed = config.invocation_params.args
+    return any(str(arg).startswith("--journal-replay") for arg in typed)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -146,12 +162,13 @@ class JournalItem(pytest.Item):
 
     def runtest(self) -> None:
         from replay.replayer import replay_file
+        from replay.report import Outcome
 
         batch = replay_file(self.path, self.flows)
         failing = _failing(batch)
         if failing:
             raise JournalReplayFailed("\n\n".join(failing))
-        if batch.results and all(r.flow is None for r in batch.results):
+        if batch.results and all(r.outcome is Outcome.SKIPPED for r in batch.results):
             pytest.skip(
                 "nothing to re-run ("
                 + "; ".join(r.message for r in batch.results)
@@ -176,15 +193,11 @@ class JournalItem(pytest.Item):
 
 
 def _failing(batch: BatchResult) -> list[str]:
-    """Reports of the executions that did not replay ok (flow-less ones aside)."""
+    """Reports of the executions that failed (`BatchResult.failed`)."""
     from replay.report import Verdict
 
     reports = []
-    for result in batch.results:
-        if result.verdict is Verdict.OK:
-            continue
-        if result.verdict is Verdict.NOT_RERUN and result.flow is None:
-            continue
+    for result in batch.failed:
         report = result.report()
         if result.verdict is Verdict.NOT_RERUN:
             report += "\n  (pass the module that defines it with --journal-flows)"

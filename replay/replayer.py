@@ -6,7 +6,7 @@
    loaded for the execution the verdict is `not_rerun`.
 3. The recorded ``schema_version`` is checked against the loaded flow's
    before any flow code runs: `schema_mismatch`, naming what changed.
-4. The entry is re-run against the record (`replay.rerun`).
+4. The entry is re-run against the record (`journal.driving.replay_record`).
 5. Output or error and the terminal state are compared: `ok` or `diverged`.
 """
 
@@ -21,7 +21,8 @@ import msgspec
 
 from journal import events as ev
 from journal.application import Journal
-from journal.chain import Hasher, format_head
+from journal.chain import format_head
+from journal.driving import replay_record
 from journal.errors import (
     ChainIntegrityError,
     ImportFormatError,
@@ -30,24 +31,20 @@ from journal.errors import (
     ReplayError,
     SchemaMismatchError,
 )
-from journal.flow import Flow, StepError, current_run
+from journal.flow import Flow, ValueUpcaster
 from journal.fold import fold
 from journal.ids import ExecutionId
-from journal.model import Execution, ExecutionError, ExecutionState
-from journal.runtime import error_from
-from journal.schema import canonical, diff_documents
+from journal.keys import Keyring
+from journal.model import Execution
+from journal.runtime import Run
 from journal.store import ListFilter
 from replay.report import (
     BatchResult,
-    Divergence,
     ReplayResult,
     Verdict,
     plural,
-    value_view,
 )
-from replay.rerun import ReplayRun, Stop, same_error
-
-SchemaLookup = Callable[[str], bytes | None]
+from replay.schema import SchemaLookup, gate
 
 
 def replay(
@@ -113,6 +110,7 @@ def replay_events(
         "events_checked": len(events),
         "head": head,
         "source": source,
+        "fold_only": fold_only,
     }
     try:
         recorded = fold(ExecutionId(execution_id), events)
@@ -142,17 +140,18 @@ def replay_events(
         )
     current = flow.schema_version  # computed once per replay
     base["current_schema"] = current
-    if not flow.accepts_schema(recorded.schema_version, current):
-        changes = _schema_changes(flow, recorded.schema_version, schema_lookup)
+    checked = gate(flow, recorded.schema_version, current, schema_lookup)
+    base |= {"schema_format": checked.schema_format, "schema_notes": checked.notes}
+    if not checked.accepted:
         return ReplayResult(
             verdict=Verdict.SCHEMA_MISMATCH,
             message=f"recorded schema differs from flow {flow.name!r}: "
-            + "; ".join(changes),
-            schema_changes=tuple(changes),
+            f"{plural(len(checked.changes), 'change')}",
+            schema_changes=checked.changes,
             duration_ms=_ms(started),
             **base,
         )
-    run = _rerun(flow, recorded, current)
+    run = _rerun(flow, recorded, checked.upcaster)
     base["steps_checked"] = run.steps_checked
     if run.divergence is not None:
         return ReplayResult(
@@ -175,113 +174,8 @@ def _find_flow(name: str | None, flows: Iterable[Flow]) -> Flow | None:
     return next((flow for flow in flows if flow.name == name), None) if name else None
 
 
-def _schema_changes(
-    flow: Flow, recorded_hash: str | None, schema_lookup: SchemaLookup
-) -> list[str]:
-    if recorded_hash is None:
-        return ["the execution recorded no schema_version"]
-    stored = schema_lookup(recorded_hash)
-    if stored is None:
-        return [f"the recorded document {recorded_hash} is not stored"]
-    return diff_documents(msgspec.json.decode(stored), flow.schema_document)
-
-
-def _rerun(flow: Flow, recorded: Execution, current_schema: str) -> ReplayRun:
-    assert flow.entry_function is not None
-    upcast = None
-    if recorded.schema_version != current_schema:
-        upcast = flow.accepted_hashes.get(recorded.schema_version or "")
-    run = ReplayRun(flow, recorded, upcast)
-    entry = flow._entry()
-    recorded_input = run.upcast_bytes(flow.name, "input", recorded.input)
-    try:
-        args = entry.decode_args(recorded_input)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        run.diverge(
-            Divergence(
-                index=0,
-                reason=f"the recorded input does not fit {flow.name}'s entry: {e}",
-                recorded_value=value_view(recorded_input),
-            )
-        )
-        return run
-    token = current_run.set(run)
-    produced: bytes | None = None
-    failure: BaseException | None = None
-    try:
-        produced = canonical(flow.entry_function(**args))
-    except Stop:
-        pass
-    except Exception as exc:
-        failure = exc
-    finally:
-        current_run.reset(token)
-    if run.divergence is None and not run.record_ended:
-        try:
-            run.check_all_consumed()
-            _compare_end(run, recorded, produced, failure)
-        except Stop:
-            pass
-    return run
-
-
-def _compare_end(
-    run: ReplayRun,
-    recorded: Execution,
-    produced: bytes | None,
-    failure: BaseException | None,
-) -> None:
-    state = recorded.state
-    if state not in (ExecutionState.COMPLETED, ExecutionState.FAILED):
-        return  # recorded while still running (or cancelled): matched so far
-    if failure is None and produced is not None:
-        recorded_output = run.upcast_bytes(run.flow.name, "output", recorded.output)
-        if state is ExecutionState.COMPLETED and recorded_output == produced:
-            return
-        raise run.diverge(
-            Divergence(
-                index=run.cursor,
-                reason="the entry's output differs from the record"
-                if state is ExecutionState.COMPLETED
-                else "the entry completed, but the record failed",
-                recorded_step={"execution": state.value},
-                recorded_value=_end_value(recorded),
-                produced_step={"execution": "Completed"},
-                produced_value=value_view(produced),
-            )
-        )
-    error = _error_of(failure)
-    if state is ExecutionState.FAILED and same_error(recorded.error, error):
-        return
-    raise run.diverge(
-        Divergence(
-            index=run.cursor,
-            reason="the entry failed differently from the record",
-            recorded_step={"execution": state.value},
-            recorded_value=_end_value(recorded),
-            produced_step={"execution": "Failed"},
-            produced_value=None
-            if error is None
-            else {"error": error.category.value, "message": error.message},
-        )
-    )
-
-
-def _error_of(failure: BaseException | None) -> ExecutionError | None:
-    if failure is None:
-        return None
-    if isinstance(failure, StepError):
-        return failure.error
-    return error_from(failure, "")
-
-
-def _end_value(recorded: Execution) -> Any:
-    if recorded.error is not None:
-        return {
-            "error": recorded.error.category.value,
-            "message": recorded.error.message,
-        }
-    return value_view(bytes(recorded.output))
+def _rerun(flow: Flow, recorded: Execution, upcast: ValueUpcaster | None) -> Run:
+    return replay_record(flow, recorded, upcast)
 
 
 def _ms(started: float) -> float:
@@ -308,7 +202,7 @@ def replay_file(
     path: Path | str,
     flows: Iterable[Flow] = (),
     *,
-    hasher: Hasher | None = None,
+    keyring: Keyring | None = None,
     fold_only: bool = False,
 ) -> BatchResult:
     """Replay every execution in an export file; no store is needed.
@@ -322,14 +216,18 @@ def replay_file(
 
     started = time.perf_counter()
     path = Path(path)
-    hasher = hasher or Hasher.from_env()
+    keyring = keyring or Keyring.from_env()
     flows = list(flows)
     if path.is_dir():
+        files = sorted(path.rglob("*.jsonl"))
+        if not files:
+            # An empty folder replays nothing: never a silent pass in CI.
+            raise ImportFormatError(f"{path}: no *.jsonl file in this folder")
         results = [
             result
-            for file in sorted(path.rglob("*.jsonl"))
+            for file in files
             for result in replay_file(
-                file, flows, hasher=hasher, fold_only=fold_only
+                file, flows, keyring=keyring, fold_only=fold_only
             ).results
         ]
         return BatchResult(tuple(results), _ms(started))
@@ -338,7 +236,7 @@ def replay_file(
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        blocks = parse_blocks(lines, hasher, str(path))
+        blocks = parse_blocks(lines, keyring, str(path))
     except ChainIntegrityError as e:
         result = ReplayResult(
             verdict=Verdict.INTEGRITY,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
 
-import msgspec
-
-from journal.model import Step
+from journal.divergence import Divergence as Divergence
+from journal.divergence import step_view as step_view
+from journal.divergence import value_view as value_view
 
 
 class Verdict(enum.StrEnum):
@@ -25,78 +23,33 @@ class Verdict(enum.StrEnum):
     NOT_RERUN = "not_rerun"
 
 
+class Outcome(enum.StrEnum):
+    """What a replay counts as in CI: the one rule the CLI's exit code, the
+    JUnit XML and the pytest plugin share (docs/replay-ci.md)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def outcome_of(verdict: Verdict, *, fold_only: bool, flow: str | None) -> Outcome:
+    """The rule. ``ok`` passes. ``not_rerun`` passes when only a fold was
+    asked (``--fold-only``), is skipped when the execution was recorded
+    without a flow (there is no code to re-run; its chain and fold were
+    checked), and fails when its flow is not loaded. Every other verdict
+    fails."""
+    if verdict is Verdict.OK:
+        return Outcome.PASSED
+    if verdict is Verdict.NOT_RERUN:
+        if fold_only:
+            return Outcome.PASSED
+        return Outcome.SKIPPED if flow is None else Outcome.FAILED
+    return Outcome.FAILED
+
+
 def plural(count: int, noun: str) -> str:
     """``1 step``, ``2 steps``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def step_view(step: Step | None) -> dict[str, Any] | None:
-    """The comparable parts of a recorded step (never ids, times, durations)."""
-    if step is None:
-        return None
-    view: dict[str, Any] = {
-        "name": step.name,
-        "callable_id": step.callable_id,
-        "step_type": step.step_type,
-        "state": step.state.value,
-    }
-    if step.error is not None:
-        view["error"] = f"{step.error.category.value}: {step.error.message}"
-    return view
-
-
-def value_view(payload: bytes) -> Any:
-    """Decode JSON bytes for display (the raw text if they do not decode)."""
-    try:
-        return msgspec.json.decode(payload)
-    except msgspec.DecodeError:
-        return payload.decode(errors="replace")
-
-
-def _pretty(value: Any) -> list[str]:
-    return json.dumps(value, indent=2, sort_keys=True, default=str).splitlines()
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """Where and how the re-run first differed from the record."""
-
-    index: int
-    reason: str
-    recorded_step: dict[str, Any] | None = None
-    recorded_value: Any = None
-    produced_step: dict[str, Any] | None = None
-    produced_value: Any = None
-
-    @property
-    def diff(self) -> str:
-        """A unified diff of recorded against produced (step and value).
-
-        Only the step fields both sides have are compared: a call that was
-        not matched has no state yet, which is not a difference.
-        """
-        recorded_step, produced_step = self.recorded_step, self.produced_step
-        if recorded_step is not None and produced_step is not None:
-            shared = recorded_step.keys() & produced_step.keys()
-            recorded_step = {k: v for k, v in recorded_step.items() if k in shared}
-            produced_step = {k: v for k, v in produced_step.items() if k in shared}
-        recorded = {"step": recorded_step, "value": self.recorded_value}
-        produced = {"step": produced_step, "value": self.produced_value}
-        lines = difflib.unified_diff(
-            _pretty(recorded), _pretty(produced), "recorded", "produced", lineterm=""
-        )
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "reason": self.reason,
-            "recorded_step": self.recorded_step,
-            "recorded_value": self.recorded_value,
-            "produced_step": self.produced_step,
-            "produced_value": self.produced_value,
-            "diff": self.diff,
-        }
 
 
 @dataclass(frozen=True)
@@ -116,14 +69,24 @@ class ReplayResult:
     divergence: Divergence | None = None
     schema_changes: tuple[str, ...] = ()
     source: str | None = None
+    schema_format: int | None = None
+    schema_notes: tuple[str, ...] = ()
+    #: Only verify and fold were asked (``not_rerun`` then passes).
+    fold_only: bool = False
 
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.OK
 
+    @property
+    def outcome(self) -> Outcome:
+        """Passed, failed or skipped, by the one CI rule (`outcome_of`)."""
+        return outcome_of(self.verdict, fold_only=self.fold_only, flow=self.flow)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
+            "outcome": self.outcome.value,
             "execution_id": self.execution_id,
             "message": self.message,
             "flow": self.flow,
@@ -137,6 +100,8 @@ class ReplayResult:
             if self.divergence is None
             else self.divergence.to_dict(),
             "schema_changes": list(self.schema_changes),
+            "schema_format": self.schema_format,
+            "schema_notes": list(self.schema_notes),
             "source": self.source,
         }
 
@@ -153,6 +118,7 @@ class ReplayResult:
             lines.append(f"  recorded schema {self.recorded_schema or '-'}")
             lines.append(f"  current schema  {self.current_schema or '-'}")
         lines.extend(f"  changed: {change}" for change in self.schema_changes)
+        lines.extend(f"  {note}" for note in self.schema_notes)
         if self.divergence is not None:
             lines.append(
                 f"  at step index {self.divergence.index}: {self.divergence.reason}"
@@ -176,18 +142,26 @@ class BatchResult:
         return counts
 
     @property
+    def failed(self) -> list[ReplayResult]:
+        """The results that count as failures (`Outcome.FAILED`)."""
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
+
+    @property
     def ok(self) -> bool:
-        return all(result.ok for result in self.results)
+        """Nothing failed (skipped executions are not failures)."""
+        return not self.failed
 
     def junit_xml(self, name: str = "journal-replay") -> str:
-        """JUnit XML that CI systems display: one test case per execution."""
-        failures = sum(1 for r in self.results if r.verdict is not Verdict.OK)
+        """JUnit XML that CI systems display: one test case per execution,
+        failed and skipped by the same rule as the exit code."""
+        skipped = [r for r in self.results if r.outcome is Outcome.SKIPPED]
         suite = ElementTree.Element(
             "testsuite",
             name=name,
             tests=str(len(self.results)),
-            failures=str(failures),
+            failures=str(len(self.failed)),
             errors="0",
+            skipped=str(len(skipped)),
             time=f"{self.duration_ms / 1000:.3f}",
         )
         for result in self.results:
@@ -198,10 +172,12 @@ class BatchResult:
                 name=result.source or result.execution_id,
                 time=f"{result.duration_ms / 1000:.3f}",
             )
-            if result.verdict is not Verdict.OK:
+            if result.outcome is Outcome.FAILED:
                 failure = ElementTree.SubElement(
                     case, "failure", message=result.message, type=result.verdict.value
                 )
                 failure.text = result.report()
+            elif result.outcome is Outcome.SKIPPED:
+                ElementTree.SubElement(case, "skipped", message=result.message)
         ElementTree.indent(suite)
         return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)

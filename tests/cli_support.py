@@ -20,7 +20,14 @@ from click.testing import Result
 
 import journal
 
-ENV_VARS = ("JOURNAL_DB", "JOURNAL_TENANT", "JOURNAL_FLOWS", "JOURNAL_SIGNING_KEY")
+ENV_VARS = (
+    "JOURNAL_DB",
+    "JOURNAL_TENANT",
+    "JOURNAL_FLOWS",
+    "JOURNAL_SIGNING_KEY",
+    "JOURNAL_SIGNING_KEYS",
+    "JOURNAL_ALLOW_UNSIGNED",
+)
 
 CALC_V1 = """
 import journal
@@ -83,10 +90,21 @@ def dump(path: Path) -> list[str]:
         connection.close()
 
 
+def drop_sqlite_guards(connection: sqlite3.Connection) -> None:
+    """What an attacker with DDL rights does first: drop the append-only
+    triggers, so that the chain checks are tested on their own."""
+    triggers = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    ).fetchall()
+    for (name,) in triggers:
+        connection.execute(f"DROP TRIGGER {name}")
+
+
 def edit_payload(path: Path, execution_id: str, seq: int) -> None:
     """Overwrite one stored event's bytes, directly in the database, with
     those of the next event (valid bytes, in the wrong place)."""
     connection = sqlite3.connect(path)
+    drop_sqlite_guards(connection)
     key_sql = "SELECT exec_key FROM journal_executions WHERE execution_id = ?"
     with connection:
         (key,) = connection.execute(key_sql, (execution_id,)).fetchone()

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 import journal
 from journal.application import SNAPSHOT_EVERY
-from journal.chain import Hasher
+from journal.keys import Keyring
 from journal.store import Store
 from journal.urls import open_store
 
@@ -82,13 +82,39 @@ def _probe_postgres() -> str | None:
     return _postgres_problem[0]
 
 
+#: Further schemas of this session (stores a test must have to itself).
+_own_schemas: list[str] = []
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop this session's schema, if it was created."""
+    """Drop this session's schemas, if they were created."""
     if _postgres_problem == [None]:
         import psycopg
 
         with psycopg.connect(server_url(), connect_timeout=5) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {SESSION_SCHEMA} CASCADE")
+            for schema in [SESSION_SCHEMA, *_own_schemas]:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def own_postgres_url() -> str:
+    """A URL of a new schema for one test (e.g. a store holding signed
+    chains, into which other tests could not write unsigned), dropped when
+    the session ends."""
+    require_postgres()
+    import psycopg
+
+    schema = f"{SESSION_SCHEMA}_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url(), connect_timeout=5) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    _own_schemas.append(schema)
+    return in_schema(server_url(), schema)
+
+
+def isolated_url(backend: str, tmp_path: Path) -> str:
+    """Like `backend_url`, but a PostgreSQL store of this test's own."""
+    return (
+        own_postgres_url() if backend == "postgres" else backend_url(backend, tmp_path)
+    )
 
 
 def require_postgres() -> str:
@@ -160,8 +186,8 @@ def open_store_at(store_url: str) -> Iterator[OpenStore]:
     """Open (more) stores on this test's URL; all are closed afterwards."""
     opened: list[Store] = []
 
-    def open_(hasher: Hasher | None = None) -> Store:
-        store = open_store(store_url, hasher=hasher)
+    def open_(keyring: Keyring | None = None) -> Store:
+        store = open_store(store_url, keyring=keyring)
         opened.append(store)
         return store
 
@@ -177,11 +203,11 @@ def open_journal(open_store_at: OpenStore, tenant: str) -> OpenJournal:
     def open_(
         tenant_id: str | None = None,
         *,
-        hasher: Hasher | None = None,
+        keyring: Keyring | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
     ) -> journal.Journal:
         return journal.Journal(
-            open_store_at(hasher),
+            open_store_at(keyring),
             tenant_id or tenant,
             snapshot_every=snapshot_every,
         )

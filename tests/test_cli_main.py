@@ -132,16 +132,19 @@ def test_errors_with_json_are_also_an_object_on_stdout(
     invoke: Invoke, db: str, demo_ids: dict[str, str]
 ) -> None:
     result = invoke("--json", "show", "exec_nope", "--db", db)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert json.loads(result.stdout) == {
         "error": {
-            "exit_code": 1,
-            "type": "InvalidIdError",
-            "message": "invalid execution id 'exec_nope': the body must be 27 "
-            "base62 characters",
+            "exit_code": 2,
+            "type": "BadParameter",
+            "message": "Invalid value for 'EXECUTION_ID': invalid execution id "
+            "'exec_nope': the body must be 27 base62 characters "
+            "(try 'journal show --help')",
         }
     }
-    assert result.stderr.startswith("journal: error: invalid execution id")
+    assert result.stderr.startswith(
+        "journal: error: Invalid value for 'EXECUTION_ID': invalid execution id"
+    )
 
 
 def test_an_unexpected_error_is_one_line_and_a_traceback_only_with_debug(

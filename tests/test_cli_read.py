@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from journal.packing import pack, unpack
-from tests.cli_support import Invoke, edit_payload
+from tests.cli_support import Invoke, drop_sqlite_guards, edit_payload
 
 pytest_plugins = ["tests.cli_fixtures"]
 
@@ -18,7 +18,15 @@ def test_list_prints_a_table_newest_first(
     result = invoke("list", "--db", db)
     assert result.exit_code == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["id", "flow", "state", "steps", "started", "duration"]
+    assert header.split() == [
+        "id",
+        "flow",
+        "state",
+        "steps",
+        "started",
+        "duration",
+        "chain",
+    ]
     assert [row.split()[0] for row in rows] == [
         demo_ids["failed"],
         demo_ids["declined"],
@@ -226,6 +234,7 @@ def test_show_of_an_edited_history_displays_it_but_exits_6_saying_so(
         ).fetchone()
         forged = unpack(payload).replace(b'"approved":true', b'"approved":false')
         assert forged != unpack(payload)
+        drop_sqlite_guards(connection)
         connection.execute(
             "UPDATE journal_events SET payload = ? WHERE exec_key = ? AND seq = 17",
             (pack(forged), key),

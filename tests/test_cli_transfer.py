@@ -38,7 +38,7 @@ def test_export_writes_jsonl_to_stdout(
     result = invoke("export", demo_ids["declined"], "--db", db)
     assert result.exit_code == 0
     header, *events = result.stdout.splitlines()
-    assert json.loads(header)["format"] == "journal-export/1"
+    assert json.loads(header)["format"] == "journal-export/2"
     assert json.loads(header)["events"] == len(events)
     assert json.loads(events[0])["seq"] == 1
 

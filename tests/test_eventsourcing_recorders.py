@@ -1,6 +1,6 @@
 """eventsourcing's own AggregateRecorderTestCase, run against our three stores.
 
-Our stores are eventsourcing recorders (DESIGN.md §5) through
+Our stores are eventsourcing recorders (docs/design.md §6) through
 `journal.recorder.StoreRecorder`: its own test case
 must pass against each of them unchanged.
 """

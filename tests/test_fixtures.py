@@ -9,10 +9,10 @@ import msgspec
 import replay
 from fixtures import flows
 from journal import events as ev
-from journal.chain import Hasher
 from journal.export import read_blocks
 from journal.fold import fold
 from journal.ids import parse_execution_id
+from journal.keys import Keyring
 from journal.model import ExecutionState, ParentType, StepState
 from replay import BatchResult, Verdict
 
@@ -34,7 +34,11 @@ def test_clean_current() -> None:
 
     assert result.verdict is Verdict.OK, result.report()
     assert result.steps_checked == 3
-    assert result.recorded_schema == flows.orders.schema_version
+    # Recorded under schema document format 1, gated with format 1's rules.
+    assert result.recorded_schema == flows.orders.schema_version_for(1)
+    assert result.recorded_schema != flows.orders.schema_version
+    assert result.schema_format == 1
+    assert "gated with format 1's rules" in result.report()
 
 
 def test_legacy_step_ended() -> None:
@@ -45,7 +49,7 @@ def test_legacy_step_ended() -> None:
     assert '\\"duration_s\\":' in stored
     assert "StepCompleted" not in stored
 
-    (block,) = read_blocks(path, Hasher())  # verifies the chain over those bytes
+    (block,) = read_blocks(path, Keyring())  # verifies the chain over those bytes
 
     completed = [e for e in block.events if isinstance(e, ev.StepCompleted)]
     assert len(completed) == 3
@@ -70,22 +74,21 @@ def test_diverged() -> None:
     assert result.divergence.index == 2
     assert result.divergence.recorded_value == {"total_cents": 2498}
     assert result.divergence.produced_value == {"total_cents": 1998}
-    assert result.recorded_schema == result.current_schema
+    assert result.recorded_schema == flows.orders.schema_version_for(1)
 
 
 def test_schema_mismatch() -> None:
     result = only_result(replay_fixture("schema_mismatch.jsonl"))
 
     assert result.verdict is Verdict.SCHEMA_MISMATCH
-    assert result.schema_changes == (
-        'step golden_orders.subtotal: output type: {"type":"number"} -> '
-        '{"type":"integer"}',
-    )
+    assert result.schema_changes == ("golden_orders.subtotal output: float -> int",)
+    assert result.schema_format == 1
+    assert f"accepts={{{result.recorded_schema!r}: upcaster}}" in result.report()
 
 
 def test_retried_step() -> None:
     path = FIXTURES / "retried_step.jsonl"
-    (block,) = read_blocks(path, Hasher())
+    (block,) = read_blocks(path, Keyring())
     recorded = fold(parse_execution_id(block.header.execution_id), block.events)
     first, retry = recorded.ordered_steps()[:2]
     assert first.state is StepState.FAILED
@@ -103,7 +106,7 @@ def test_retried_step() -> None:
 
 def test_child_execution() -> None:
     path = FIXTURES / "child_execution.jsonl"
-    parent_block, child_block = read_blocks(path, Hasher())
+    parent_block, child_block = read_blocks(path, Keyring())
     parent = fold(
         parse_execution_id(parent_block.header.execution_id), parent_block.events
     )
@@ -126,7 +129,7 @@ def test_child_execution() -> None:
 
 def test_waited_for_input() -> None:
     path = FIXTURES / "waited_for_input.jsonl"
-    (block,) = read_blocks(path, Hasher())
+    (block,) = read_blocks(path, Keyring())
     kinds = [type(e).__name__ for e in block.events]
     assert "ExecutionWaiting" in kinds
     assert kinds.index("InputReceived") == kinds.index("ExecutionWaiting") + 1

@@ -16,6 +16,7 @@ import pytest
 import journal
 from journal import events as ev
 from journal.application import utc_now
+from journal.commands import ExecutionHandle
 from journal.errors import ConflictError, InvalidTransitionError, StoreBusyError
 from journal.sqlite_store import SQLiteStore
 from journal.store import Row
@@ -110,30 +111,33 @@ def test_after_a_conflict_a_handle_reads_only_the_events_after_its_head(
         store.reads.clear()
         with pytest.raises(ConflictError):
             stale.start_step("late", "ToolNode")
-        # One read: the row at its head (to continue the chain) and 3 more.
-        assert store.reads == [(head - 1, 4)]
+        # One read, of the 3 events it missed: not the 200 before them.
+        assert store.reads == [(head, 3)]
         assert stale.state == journal_.get(handle.id)
 
 
-def test_a_commuting_append_goes_through_on_the_new_head_when_still_allowed(
+def test_a_lease_holders_append_commutes_past_a_pause_from_its_caught_up_state(
     open_journal: Callable[..., journal.Journal],
 ) -> None:
     first, second = open_journal(), open_journal()
     handle = first.create(flow="commute")
     handle.start()
     step = handle.start_step("in-flight", "ToolNode")
-    worker = second.handle(handle.id)
+    lease = second.acquire_lease(handle.id)
+    assert lease is not None
+    worker = ExecutionHandle(second, second.get(handle.id), lease)
     handle.pause("operator")
     # A step in flight may complete while Paused: retried on the new head.
-    worker.record(ev.StepCompleted(at=utc_now(), step_id=step), commute=True)
+    worker.complete_step(step, {"done": True})
     final = first.get(handle.id)
-    assert final.state.value == "Paused"
-    assert final.steps[step].state.value == "Completed"
+    assert (final.state.value, final.steps[step].state.value) == (
+        "Paused",
+        "Completed",
+    )
+    assert worker.state == final
     # Starting a step is not allowed while Paused: refused, nothing stored.
     with pytest.raises(InvalidTransitionError, match="not allowed in state Paused"):
-        worker.record(
-            ev.StepStarted(at=utc_now(), step_id=step, name="x", step_type="ToolNode")
-        )
+        worker.start_step("x", "ToolNode")
     assert worker.state == first.get(handle.id)
 
 

@@ -232,8 +232,9 @@ IN_FLIGHT = frozenset({S.RUNNING, S.PAUSED, S.WAITING})
 class CommandWalk(RuleBasedStateMachine):
     """Random commands on an ExecutionHandle over memory://.
 
-    A model (the hand-written EXPECTED table plus the step rules of DESIGN.md
-    §3) predicts each outcome; refused commands must raise and store nothing.
+    A model (the hand-written EXPECTED table plus the step rules of
+    docs/design.md §3) predicts each outcome; refused commands must raise and
+    store nothing.
     """
 
     def __init__(self) -> None:

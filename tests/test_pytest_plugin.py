@@ -100,7 +100,9 @@ def test_a_folder_gives_one_item_per_journal_with_each_verdict(
         ],
         consecutive=False,
     )
-    result.stdout.fnmatch_lines(["*changed: step golden_orders.subtotal: output*"])
+    result.stdout.fnmatch_lines(
+        ["*changed: golden_orders.subtotal output: float -> int*"]
+    )
     result.stdout.fnmatch_lines(["*chain broken at seq 6*"])
 
 
@@ -111,10 +113,67 @@ def test_journal_items_can_be_selected_by_their_marker_and_by_name(
     args = ["--journal-replay", "golden", "--journal-flows", "fixtures.flows"]
 
     marked = run(pytester, *args, "-m", "journal_replay", "-k", "clean or retried")
-    others = run(pytester, *args, "-m", "not journal_replay")
+    others = run(pytester, *args, "test_plain.py", "-m", "not journal_replay")
 
     marked.assert_outcomes(passed=2)
     others.assert_outcomes(passed=1)
+
+
+def test_typed_with_no_test_paths_only_the_journals_are_collected(
+    pytester: pytest.Pytester, golden: Path
+) -> None:
+    pytester.makepyfile(test_plain="def test_plain():\n    assert False\n")
+    pytester.makefile(".ini", pytest=STRICT_INI + "testpaths = .\n")
+
+    result = run(
+        pytester,
+        "--journal-replay",
+        "golden/clean_current.jsonl",
+        "--journal-flows",
+        "fixtures.flows",
+    )
+
+    result.assert_outcomes(passed=1)
+
+
+def test_through_addopts_the_journals_join_the_collected_suite(
+    pytester: pytest.Pytester, golden: Path
+) -> None:
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    pytester.makefile(
+        ".ini",
+        pytest=STRICT_INI.replace(
+            "addopts = --strict-markers --strict-config",
+            "addopts = --strict-markers --strict-config "
+            "--journal-replay=golden/clean_current.jsonl "
+            "--journal-flows=fixtures.flows",
+        ),
+    )
+
+    result = run(pytester)
+
+    result.assert_outcomes(passed=2)
+
+
+def test_the_fixtures_readme_pytest_command_works_as_written_at_the_root() -> None:
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    command = next(
+        line.removeprefix("$ ")
+        for line in readme.splitlines()
+        if line.startswith("$ pytest --journal-replay")
+    )
+    program, *args = command.split()
+    result = subprocess.run(
+        [sys.executable, "-m", program, "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].startswith("=")
+    assert " 1 passed in " in result.stdout.splitlines()[-1]
 
 
 def test_a_journal_whose_flow_is_not_loaded_fails_and_says_how_to_load_it(

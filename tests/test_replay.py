@@ -25,6 +25,7 @@ from journal.export import export_lines
 from journal.fold import fold
 from journal.ids import parse_execution_id
 from replay import Verdict
+from tests.cli_support import drop_sqlite_guards
 from tests.flows_helpers import Call, SideEffects, memory_journal, pipeline
 
 RECORDED: list[Call] = [("a", 1), ("b", 2), ("c", 3)]
@@ -315,6 +316,7 @@ def tamper_sqlite(path: Path, execution_id: str, seq: int) -> None:
         # the store applies around them.
         edited = bytes(payload).replace(b"99,", b"98,")
         assert edited != bytes(payload)
+        drop_sqlite_guards(conn)
         conn.execute(
             "UPDATE journal_events SET payload = ? WHERE seq = ? AND exec_key = "
             "(SELECT exec_key FROM journal_executions WHERE execution_id = ?)",

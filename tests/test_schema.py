@@ -19,8 +19,9 @@ import journal
 import replay
 from journal import ExecutionState, Flow, ListFilter, SchemaMismatchError
 from journal.errors import FlowDefinitionError
-from journal.schema import describe_type, diff_documents
+from journal.schema import describe_type
 from replay import Verdict
+from replay.schema_diff import diff_documents
 from tests.flows_helpers import memory_journal, rich_types_flow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,17 +94,20 @@ AT = "2025-01-02T03:04:05Z"  # as msgspec encodes a UTC datetime
     [
         pytest.param(
             {"total_type": float},
-            ["step typed.total: output type"],
+            ["typed.total output: int -> float"],
             id="step-output-int-to-float",
         ),
         pytest.param(
             {"at_type": datetime},
-            ["step typed.schedule: input at"],
+            ["typed.schedule input.at: str -> datetime"],
             id="step-input-str-to-datetime",
         ),
         pytest.param(
             {"extra_field": True},
-            ["step typed.fetch: output type", "step typed.total: input order"],
+            [
+                "typed.fetch output.currency: added (required str)",
+                "typed.total input.order.currency: added (required str)",
+            ],
             id="new-required-struct-field",
         ),
     ],
@@ -125,23 +129,22 @@ def test_a_changed_step_type_is_schema_mismatch_decided_without_calling_the_entr
     assert result.recorded_schema == old.schema_version
     assert result.current_schema == new.schema_version
     assert result.recorded_schema != result.current_schema
-    for prefix in expected:
-        assert any(line.startswith(prefix) for line in result.schema_changes), (
-            result.schema_changes
-        )
-    assert len(result.schema_changes) == len(expected), result.schema_changes
-    assert all(line in result.message for line in result.schema_changes)
+    assert list(result.schema_changes) == expected
+    report = result.report().splitlines()
+    assert all(f"  changed: {line}" in report for line in expected)
+    assert f"to accept it: Flow('typed', accepts={{{old.schema_version!r}: " in (
+        result.report()
+    )
 
 
-def test_str_to_datetime_names_both_formats_in_the_change() -> None:
+def test_str_to_datetime_names_the_step_the_parameter_and_both_types() -> None:
     old = typed_flow([])
     new = typed_flow([], at_type=datetime)
 
-    (line,) = diff_documents(old.schema_document, new.schema_document)
+    (change,) = diff_documents(old.schema_document, new.schema_document)
 
-    assert line.startswith("step typed.schedule: input at:")
-    assert '"type":"string"' in line
-    assert '"format":"date-time"' in line
+    assert str(change) == "typed.schedule input.at: str -> datetime"
+    assert change.alters_values
 
 
 def test_renaming_a_struct_class_or_editing_a_docstring_changes_nothing(
@@ -256,6 +259,7 @@ def test_the_schema_document_describes_types_structurally() -> None:
     text = msgspec.json.encode(document).decode()
 
     assert document["event_format"] == 1
+    assert document["schema_format"] == 2
     assert document["flow"] == "rich"
     for class_name in ("Basket", "Line", "Colour"):
         assert class_name not in text
@@ -267,7 +271,7 @@ def test_the_schema_document_describes_types_structurally() -> None:
         "prefixItems": [{"type": "integer"}, {"type": "number"}],
     }
     basket = price["params"][0]["type"]
-    colour = next(f for f in basket["fields"] if f["name"] == "colour")
+    colour = basket["properties"]["colour"]
     assert colour["type"] == {"enum": ["blue", "green", "red"]}
 
 
@@ -299,8 +303,56 @@ def test_accepts_an_old_hash_lets_an_old_record_replay(jr: journal.Journal) -> N
         Verdict.SCHEMA_MISMATCH
     )
     tolerant = typed_flow([], at_type=datetime)
-    tolerant.accepts = {old.schema_version: None}
+    tolerant.accepts = {old.schema_version: lambda _id, _kind, value: value}
     result = replay.replay(jr, execution.id, [tolerant])
+    assert result.verdict is Verdict.OK, result.report()
+
+
+def test_accepts_without_an_upcaster_for_a_change_of_values_says_so_at_the_gate(
+    jr: journal.Journal,
+) -> None:
+    old = typed_flow([])
+    execution = old.run(jr, "ord_1", AT)
+    effects: list[str] = []
+    tolerant = typed_flow(effects, at_type=datetime)
+    tolerant.accepts = {old.schema_version: None}
+
+    result = replay.replay(jr, execution.id, [tolerant])
+
+    assert result.verdict is Verdict.SCHEMA_MISMATCH
+    assert effects == []
+    assert result.schema_changes == ("typed.schedule input.at: str -> datetime",)
+    assert (
+        f"Flow('typed') accepts {old.schema_version} without an upcaster, but "
+        "this change alters recorded values: give it one"
+    ) in result.report().splitlines()[-2]
+
+
+def test_accepts_without_an_upcaster_is_enough_when_no_value_changes(
+    jr: journal.Journal,
+) -> None:
+    def flow_with(retry: journal.RetryPolicy | None) -> Flow:
+        flow = Flow("policy_only")
+
+        @flow.step(retry=retry)
+        def fetch(x: int) -> int:
+            return x
+
+        @flow.entry
+        def main(x: int) -> int:
+            return fetch(x)
+
+        return flow
+
+    old = flow_with(None)
+    execution = old.run(jr, 3)
+    new = flow_with(journal.RetryPolicy.retrying(2))
+    assert new.schema_version != old.schema_version
+    assert replay.replay(jr, execution.id, [new]).verdict is Verdict.SCHEMA_MISMATCH
+
+    new.accepts = {old.schema_version: None}
+    result = replay.replay(jr, execution.id, [new])
+
     assert result.verdict is Verdict.OK, result.report()
 
 
@@ -370,6 +422,14 @@ def test_a_recorded_input_that_no_longer_fits_the_entry_is_reported_as_such(
         return count
 
     result = replay.replay(jr, execution.id, [new])
+    assert result.verdict is Verdict.SCHEMA_MISMATCH
+    assert result.schema_changes == (
+        "fit (entry) input.count: int -> str",
+        "fit (entry) output: int -> str",
+    )
+
+    new.accepts = {old.schema_version: lambda _id, _kind, value: value}
+    result = replay.replay(jr, execution.id, [new])
     assert result.verdict is Verdict.DIVERGED
     assert result.divergence is not None
     assert "the recorded input does not fit fit's entry" in result.divergence.reason
@@ -414,11 +474,11 @@ def test_a_schema_mismatch_names_an_entry_change_and_added_or_removed_steps() ->
     def main2(x: int, y: int) -> int:
         return x
 
-    assert diff_documents(old.schema_document, new.schema_document) == [
-        'entry: input y: (none) -> {"name":"y","required":true,'
-        '"type":{"type":"integer"}}',
-        "step evolving.gone: removed",
-        "step evolving.fresh: added",
+    changes = diff_documents(old.schema_document, new.schema_document)
+    assert list(map(str, changes)) == [
+        "evolving (entry) input.y: added (required int)",
+        "evolving.gone: step removed",
+        "evolving.fresh: step added",
     ]
 
 
@@ -468,7 +528,7 @@ def test_a_step_library_declared_in_uses_is_part_of_the_schema(
     assert changed.schema_version != recorded_flow.schema_version
     result = replay.replay(jr, execution.id, [changed])
     assert result.verdict is Verdict.SCHEMA_MISMATCH
-    assert any("tools.lookup: output type" in line for line in result.schema_changes)
+    assert result.schema_changes == ("tools.lookup output: str -> int",)
 
 
 def test_calling_a_step_of_an_undeclared_flow_is_refused_and_recorded(
@@ -510,6 +570,4 @@ def test_a_child_flows_entry_signature_is_part_of_the_parents_schema() -> None:
     before, after = parent_using(int), parent_using(str)
     assert before.schema_version != after.schema_version
     changes = diff_documents(before.schema_document, after.schema_document)
-    assert changes == [
-        'child flow kid: output type: {"type":"integer"} -> {"type":"string"}'
-    ]
+    assert list(map(str, changes)) == ["child flow kid output: int -> str"]

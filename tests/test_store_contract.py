@@ -16,9 +16,8 @@ import pytest
 import journal
 from journal import events as ev
 from journal import schema
-from journal.chain import Hasher, verify_links
+from journal.chain import genesis_link, verify_links
 from journal.errors import (
-    ChainIntegrityError,
     ConflictError,
     EventDecodeError,
     ExecutionNotFoundError,
@@ -27,9 +26,11 @@ from journal.errors import (
 )
 from journal.fold import begin, fold
 from journal.ids import TenantId, new_execution_id
+from journal.keys import Keyring, SigningKey, generate_key
 from journal.model import ErrorCategory, ExecutionError, ExecutionState, WaitReason
 from journal.store import History, ListFilter, Summary
-from tests.conftest import OpenJournal, new_tenant
+from journal.urls import open_store
+from tests.conftest import OpenJournal, isolated_url, new_tenant
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -479,17 +480,21 @@ def test_an_unsupported_url_is_a_store_error() -> None:
         journal.open("mysql://localhost/db")
 
 
-def test_a_keyed_store_records_the_hmac_algorithm(open_journal: OpenJournal) -> None:
-    keyed = open_journal(hasher=Hasher(key=b"k"))
-    handle = recorded(keyed)
-    assert keyed.summary(handle.id).alg == "hmac-sha256"
-    assert keyed.verify(handle.id)[0] == 6
-    rows = keyed.history(handle.id).rows
-    links = [(r.seq, r.payload, r.hash) for r in rows]
-    with pytest.raises(ChainIntegrityError) as caught:
-        verify_links(Hasher(), handle.id, links)
-    assert caught.value.seq == 1
-    with pytest.raises(ChainIntegrityError):
-        verify_links(Hasher(key=b"another key"), handle.id, links)
-    with pytest.raises(ChainIntegrityError, match="JOURNAL_SIGNING_KEY"):
-        Hasher().check_alg(handle.id, "hmac-sha256")
+def test_a_keyed_store_signs_the_head_and_keeps_the_links_keyless(
+    backend: str, tmp_path: Path
+) -> None:
+    key = SigningKey.parse(generate_key())
+    store = open_store(isolated_url(backend, tmp_path), keyring=Keyring(key))
+    with journal.Journal(store, new_tenant()) as keyed:
+        handle = recorded(keyed)
+        summary = keyed.summary(handle.id)
+        assert (summary.alg, summary.key_id) == ("sha256", key.key_id)
+        assert summary.head_mac == key.head_mac(summary.head_record())
+        assert keyed.verify(handle.id)[0] == 6
+        assert summary.genesis is not None
+        links = [(r.seq, r.payload, r.hash) for r in keyed.history(handle.id).rows]
+        # Anyone recomputes the links without the key.
+        assert verify_links(genesis_link(summary.genesis), handle.id, links) == (
+            6,
+            summary.head_hash,
+        )

@@ -2,11 +2,13 @@
 
 Every edit here is raw SQL on the tables (never through our API), on SQLite
 and on PostgreSQL, and `verify` must name the first bad sequence number.
+The attacker has DDL rights and drops the append-only triggers first, so
+the chain checks are tested on their own (tests/test_guards.py shows the
+triggers refusing).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,113 +16,39 @@ from typing import Any
 import pytest
 
 import journal
-from journal.chain import Hasher, chain_rows
+from journal.chain import chain_rows, genesis_link
 from journal.errors import ChainIntegrityError
-from journal.packing import pack, unpack
-from journal.urls import open_store, sqlite_path
-from tests.conftest import backend_url, new_tenant
+from journal.keys import Keyring, SigningKey, generate_key
+from journal.urls import open_store
+from tests.conftest import isolated_url, new_tenant
+from tests.tampering import RawDatabase, link
 
 EVENTS = 10  # created, started, 4 x (step started, step completed)
 
 
-class RawDatabase:
-    """A plain driver connection to the store's database.
-
-    The payload column holds packed bytes (`journal.packing`); a forger who
-    reads the code knows the packing, so rows are read unpacked (the bytes
-    the chain covers) and written packed, all with plain SQL.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        path = sqlite_path(url)
-        self.conn: Any
-        if path is not None:
-            self.conn = sqlite3.connect(path, isolation_level=None)
-            self.mark = "?"
-        else:
-            import psycopg
-
-            self.conn = psycopg.connect(url, autocommit=True)
-            self.mark = "%s"
-
-    def run(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(sql.replace("?", self.mark), params)
-            return list(cur.fetchall()) if cur.description else []
-        finally:
-            cur.close()
-
-    def key(self, execution_id: str) -> int:
-        [(key,)] = self.run(
-            "SELECT exec_key FROM journal_executions WHERE execution_id = ?",
-            execution_id,
-        )
-        return int(key)
-
-    def rows(self, key: int) -> list[tuple[int, bytes, bytes]]:
-        return [
-            (int(seq), unpack(bytes(payload)), bytes(link))
-            for seq, payload, link in self.run(
-                "SELECT seq, payload, hash FROM journal_events WHERE exec_key = ? "
-                "ORDER BY seq",
-                key,
-            )
-        ]
-
-    def set_row(self, key: int, seq: int, payload: bytes, link: bytes) -> None:
-        self.run(
-            "UPDATE journal_events SET payload = ?, hash = ? "
-            "WHERE exec_key = ? AND seq = ?",
-            pack(payload),
-            link,
-            key,
-            seq,
-        )
-
-    def renumber(self, key: int, old: int, new: int) -> None:
-        self.run(
-            "UPDATE journal_events SET seq = ? WHERE exec_key = ? AND seq = ?",
-            new,
-            key,
-            old,
-        )
-
-    def insert(self, key: int, seq: int, payload: bytes, link: bytes) -> None:
-        self.run(
-            "INSERT INTO journal_events (exec_key, seq, payload, hash) "
-            "VALUES (?, ?, ?, ?)",
-            key,
-            seq,
-            pack(payload),
-            link,
-        )
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 @pytest.fixture
 def url(sql_backend: str, tmp_path: Path) -> str:
-    return backend_url(sql_backend, tmp_path)
+    """A store of this test's own: some tests sign, and a store holding
+    signed chains refuses unsigned writes."""
+    return isolated_url(sql_backend, tmp_path)
 
 
 @pytest.fixture
 def raw_db(url: str) -> Iterator[RawDatabase]:
     journal.open(url).close()  # make sure the tables exist
     database = RawDatabase(url)
+    database.drop_guards()
     yield database
     database.close()
 
 
-def open_journal(url: str, hasher: Hasher | None = None) -> journal.Journal:
-    return journal.Journal(open_store(url, hasher=hasher), new_tenant())
+def open_journal(url: str, keyring: Keyring | None = None) -> journal.Journal:
+    return journal.Journal(open_store(url, keyring=keyring), new_tenant())
 
 
 @pytest.fixture
 def journal_(url: str) -> Iterator[journal.Journal]:
-    with open_journal(url, Hasher()) as opened:
+    with open_journal(url, Keyring()) as opened:
         yield opened
 
 
@@ -225,8 +153,7 @@ def test_verify_names_an_event_inserted_in_the_middle(
     # The forger links the new event correctly onto h_4 (SHA-256 is public),
     # but cannot fix the links after it without rewriting the whole tail.
     forged = rows[2][1]  # a copy of event 3 (a StepStarted) as event 5
-    link = Hasher().link(rows[3][2], 5, forged)
-    raw_db.insert(key, 5, forged, link)
+    raw_db.insert(key, 5, forged, link(rows[3][2], 5, forged))
     assert len(raw_db.rows(key)) == EVENTS + 1
     assert first_bad_seq(journal_, execution_id) == 6
 
@@ -253,18 +180,21 @@ def test_verify_names_an_event_appended_with_a_bogus_link(
     assert first_bad_seq(journal_, execution_id) == EVENTS + 1
 
 
-def test_an_honestly_linked_extra_event_at_the_end_is_caught_by_the_head(
+def test_an_honestly_linked_extra_event_at_the_end_is_caught_by_the_index_head(
     journal_: journal.Journal, raw_db: RawDatabase
 ) -> None:
+    """Summary and rows are read in one snapshot: a chain longer than the
+    index is tampering, never "a concurrent append"."""
     execution_id = recorded(journal_)
     head = journal_.verify(execution_id)
     key = raw_db.key(execution_id)
     payload = (
         b'{"at":"2024-01-01T00:00:00Z","reason":"forged","type":"ExecutionCancelled"}'
     )
-    raw_db.insert(key, EVENTS + 1, payload, Hasher().link(head[1], EVENTS + 1, payload))
-    assert journal_.verify(execution_id)[0] == EVENTS + 1  # unkeyed: undetectable
-    assert first_bad_seq(journal_, execution_id, expect_head=head) == EVENTS + 1
+    raw_db.insert(key, EVENTS + 1, payload, link(head[1], EVENTS + 1, payload))
+    with pytest.raises(ChainIntegrityError, match="head_seq is 10 but the chain"):
+        journal_.verify(execution_id)
+    assert first_bad_seq(journal_, execution_id) == EVENTS + 1
 
 
 def test_tail_truncation_passes_plain_verify_but_not_the_expected_head(
@@ -297,54 +227,64 @@ def test_an_untouched_chain_verifies_against_its_head(
 
 # --- with a signing key -----------------------------------------------------------
 
-KEY = b"the journal's signing key"
+KEY = generate_key()
 
 
-def recompute_with_plain_sha256(
-    raw_db: RawDatabase, execution_id: str, *, alg: str
+def recompute_without_the_key(
+    raw_db: RawDatabase, execution_id: str, *, strip_mac: bool
 ) -> None:
-    """What an attacker with database access but no key can do."""
+    """What an attacker with database access but no key can do: edit an
+    event, relink the whole (keyless) chain, move the index head."""
     key = raw_db.key(execution_id)
     rows = raw_db.rows(key)
     payloads = [payload for _seq, payload, _link in rows]
     payloads[3] = payloads[3].replace(b'"n":0', b'"n":7')
-    relinked = chain_rows(Hasher(), execution_id, None, 1, payloads)
+    [(genesis,)] = raw_db.run(
+        "SELECT genesis FROM journal_executions WHERE exec_key = ?", key
+    )
+    relinked = chain_rows(genesis_link(bytes(genesis)), 1, payloads)
     for row in relinked:
         raw_db.set_row(key, row.seq, row.payload, row.hash)
     raw_db.run(
-        "UPDATE journal_executions SET alg = ?, head_hash = ? WHERE exec_key = ?",
-        alg,
+        "UPDATE journal_executions SET head_hash = ? WHERE exec_key = ?",
         relinked[-1].hash,
         key,
     )
+    if strip_mac:
+        raw_db.run(
+            "UPDATE journal_executions SET key_id = NULL, head_mac = NULL "
+            "WHERE exec_key = ?",
+            key,
+        )
 
 
-@pytest.mark.parametrize("claimed_alg", ["sha256", "hmac-sha256"])
-def test_a_signed_chain_recomputed_with_plain_sha256_is_caught(
-    url: str, raw_db: RawDatabase, claimed_alg: str
+@pytest.mark.parametrize("strip_mac", [False, True])
+def test_a_signed_chain_recomputed_without_the_key_is_caught(
+    url: str, raw_db: RawDatabase, strip_mac: bool
 ) -> None:
-    with open_journal(url, Hasher(key=KEY)) as signed:
+    with open_journal(url, Keyring(SigningKey.parse(KEY))) as signed:
         execution_id = recorded(signed)
-        assert signed.summary(execution_id).alg == "hmac-sha256"
-        recompute_with_plain_sha256(raw_db, execution_id, alg=claimed_alg)
-        assert first_bad_seq(signed, execution_id) == 1
-        # The forgery is a valid plain SHA-256 chain: only the key catches it.
-        if claimed_alg == "sha256":
-            with journal.Journal(
-                open_store(url, hasher=Hasher()), signed.tenant_id
-            ) as unsigned:
+        recompute_without_the_key(raw_db, execution_id, strip_mac=strip_mac)
+        expected = "unsigned but a signing key is set" if strip_mac else "head MAC"
+        with pytest.raises(ChainIntegrityError, match=expected):
+            signed.verify(execution_id)
+        # The forgery is a valid keyless chain: only the key catches it.
+        if strip_mac:
+            with open_journal(url, Keyring()) as keyless:
+                unsigned = keyless.with_tenant(signed.tenant_id)
                 assert unsigned.verify(execution_id)[0] == EVENTS
 
 
 def test_the_signing_key_is_read_from_the_environment(
     url: str, raw_db: RawDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("JOURNAL_SIGNING_KEY", KEY.decode())
+    monkeypatch.setenv("JOURNAL_SIGNING_KEY", KEY)
     with journal.Journal(open_store(url), new_tenant()) as signed:
         execution_id = recorded(signed)
-        assert signed.summary(execution_id).alg == "hmac-sha256"
-        recompute_with_plain_sha256(raw_db, execution_id, alg="sha256")
-        assert first_bad_seq(signed, execution_id) == 1
+        assert signed.summary(execution_id).key_id == SigningKey.parse(KEY).key_id
+        recompute_without_the_key(raw_db, execution_id, strip_mac=False)
+        with pytest.raises(ChainIntegrityError, match="head MAC"):
+            signed.verify(execution_id)
 
 
 def test_deleting_the_tail_without_fixing_the_index_is_caught_by_plain_verify(

@@ -1,12 +1,12 @@
 """Every (state, event) pair, against a table written out here by hand.
 
-`EXPECTED` comes from DESIGN.md §3 (and enact-core 0.0.2 where the design is
-silent), never from `journal.fold.TRANSITIONS`. A cell is the state after the
-event, ``=`` for "allowed, state unchanged", ``-`` for "refused"; states are
-abbreviated to two letters (Cr Created, Pl Planning, Ru Running, Pa Paused,
-Wa Waiting, Co Completed, Fa Failed, Ca Cancelled).
+`EXPECTED` comes from the rules of docs/design.md §3 (and enact-core 0.0.2
+where they are silent), never from `journal.fold.TRANSITIONS`. A cell is the
+state after the event, ``=`` for "allowed, state unchanged", ``-`` for
+"refused"; states are abbreviated to two letters (Cr Created, Pl Planning,
+Ru Running, Pa Paused, Wa Waiting, Co Completed, Fa Failed, Ca Cancelled).
 
-Where DESIGN.md is silent we follow enact-core: pause, wait and complete only
+Where the rules are silent we follow enact-core: pause, wait and complete only
 from Running; a paused or waiting execution cannot wait again. Skipping a
 pending step is allowed wherever adding one is; a recorded value (now,
 random, uuid4) is drawn by running code, so only while Running.
@@ -246,7 +246,7 @@ STEP_EVENTS: dict[str, Callable[[StepId], ev.Event]] = {
     "fail": lambda step_id: ev.StepFailed(at=at(9), step_id=step_id, error=ERROR),
     "skip": lambda step_id: ev.StepSkipped(at=at(9), step_id=step_id),
 }
-#: From DESIGN.md §3: Pending -> Running -> Completed | Failed; Pending -> Skipped.
+#: From docs/design.md §3: Pending -> Running -> Completed | Failed; Pending -> Skipped.
 STEP_EXPECTED: dict[tuple[str, StepState], StepState | None] = {
     ("start", StepState.PENDING): StepState.RUNNING,
     ("start", StepState.RUNNING): None,

@@ -14,7 +14,7 @@ TENANT = "tenant_bench"
 _TS = "2024-05-01T12:00:00.000000Z"
 
 
-# --- events: a tagged union of frozen Structs, as DESIGN.md section 4 asks ---
+# --- events: a tagged union of frozen Structs, as docs/design.md §4 has ---
 
 
 class ExecutionCreated(msgspec.Struct, frozen=True, tag=True, kw_only=True):

@@ -11,8 +11,8 @@ Why it is a fair anchor
     save, one aggregate per writer (no conflicts), the same aggregate as the
     ``es_stock`` anchor. Its application recorder takes an EXCLUSIVE lock on
     the events table at every insert (to keep notification ids gap-free),
-    which serialises writers of *different* aggregates; DESIGN.md §5 asks the
-    journal to measure that and lift it. The tables are created in a schema
+    which serialises writers of *different* aggregates; the journal measures
+    that and lifts it (docs/design.md §6). The tables are created in a schema
     of their own (``es_bench``), so the journal's tables are never touched.
 """
 

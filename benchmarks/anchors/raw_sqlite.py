@@ -11,7 +11,7 @@ What it measures
 
 Why it is a fair anchor
     It does the same work the journal must do for the same events and gives the
-    same guarantees (WAL, ``synchronous=FULL``, the chain of DESIGN.md section 6:
+    same guarantees (WAL, ``synchronous=FULL``, the chain of docs/design.md §5:
     ``h_0 = sha256(b"journal-chain/v1\\0" + exec_id)``, ``h_n = sha256(h_{n-1} +
     seq as 8-byte big-endian + payload)``, verification hashes the stored bytes
     before decoding) with nothing else: no library layers, no tenancy, no
