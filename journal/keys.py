@@ -35,22 +35,24 @@ _HEAD_MAC_PREFIX = b"journal-head/v2\0"
 class SigningKey:
     """A secret key and its public id; ``repr`` shows only the id."""
 
-    __slots__ = ("_secret", "key_id")
+    __slots__ = ("_secret", "_v1_secret", "key_id")
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, v1_secret: bytes | None = None) -> None:
         if len(secret) < MIN_KEY_BYTES:
             raise SigningKeyError(
                 f"a signing key must be at least {MIN_KEY_BYTES} random bytes "
                 f"(this one has {len(secret)}); make one with `journal keys generate`"
             )
         self._secret = secret
+        # First-round (v1) chains were keyed with the variable's text itself.
+        self._v1_secret = v1_secret or secret
         self.key_id = hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).digest()[:8].hex()
 
     @classmethod
     def parse(cls, text: str, where: str = SIGNING_KEY_ENV) -> SigningKey:
         """A key from its hex or base64 text; errors never quote the text."""
         try:
-            return cls(_decode_key(text.strip()))
+            return cls(_decode_key(text.strip()), text.strip().encode())
         except SigningKeyError as e:
             raise SigningKeyError(f"{where}: {e}") from None
 
@@ -68,7 +70,7 @@ class SigningKey:
 
     def v1_digest(self) -> Callable[[bytes], bytes]:
         """The keyed digest of a first-round (v1) ``hmac-sha256`` chain."""
-        secret = self._secret
+        secret = self._v1_secret
         return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
 
 

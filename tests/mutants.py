@@ -32,9 +32,11 @@ def ben(family: str, what: str, *edits: tuple[str, str]) -> Mutant:
     return Mutant(family, False, what, edits)
 
 
-AGENT_RETURN = (
-    "    return Answer(text=answer(question, evidence), rounds=rounds, score=total)"
+AGENT_SCORE = (
+    "    total = score(evidence)\n    text = await answer(question, evidence)\n"
 )
+AGENT_RETURN = "    return Answer(text=text, rounds=rounds, score=total)"
+GATHER = "await asyncio.gather(*(call_tool(call) for call in calls))"
 CHILD_CALL = "review.run_child(request.request_id, risk)"
 AMOUNT_LINE = (
     '    amount_cents: Annotated[int, msgspec.Meta(description="what to refund")]\n'

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from tests.mutants import (
     AGENT_RETURN,
+    AGENT_SCORE,
     AMOUNT_LINE,
     CHILD_CALL,
+    GATHER,
     Mutant,
     ben,
 )
@@ -17,12 +19,9 @@ BENIGN: list[Mutant] = [
         "local rename",
         "evidence -> facts in the agent loop",
         ("    evidence: list[Evidence] = []\n", "    facts: list[Evidence] = []\n"),
-        ("evidence.append(call_tool(call))", "facts.append(call_tool(call))"),
+        ("evidence.extend(found)", "facts.extend(found)"),
         ("len(evidence))", "len(facts))"),
-        (
-            "    total = score(evidence)\n" + AGENT_RETURN,
-            "    total = score(facts)\n" + AGENT_RETURN.replace("evidence", "facts"),
-        ),
+        (AGENT_SCORE, AGENT_SCORE.replace("evidence", "facts")),
     ),
     ben("local rename", "written -> count", ("written", "count")),
     ben(
@@ -58,8 +57,18 @@ BENIGN: list[Mutant] = [
         "the answer over several lines",
         (
             AGENT_RETURN,
-            "    return Answer(\n        text=answer(question, evidence),\n"
+            "    return Answer(\n        text=text,\n"
             "        rounds=rounds,\n        score=total,\n    )",
+        ),
+    ),
+    ben(
+        "formatting",
+        "the gathered calls as a list",
+        (
+            GATHER,
+            GATHER.replace(
+                "*(call_tool(call) for call in calls)", "*[call_tool(c) for c in calls]"
+            ),
         ),
     ),
     ben(
@@ -75,9 +84,9 @@ BENIGN: list[Mutant] = [
         "logging",
         "log each round",
         (
-            "        calls = plan(question, round_no)\n",
+            "        calls = await plan(question, round_no)\n",
             '        log.info("round %d", round_no)\n'
-            "        calls = plan(question, round_no)\n",
+            "        calls = await plan(question, round_no)\n",
         ),
     ),
     ben(

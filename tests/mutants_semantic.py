@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from tests.mutants import (
     AGENT_RETURN,
+    AGENT_SCORE,
     BATCH_LINES,
     CHILD_CALL,
+    GATHER,
     Mutant,
     sem,
 )
@@ -41,15 +43,12 @@ SEMANTIC: list[Mutant] = [
     sem(
         "arguments",
         "plan is asked for the next round",
-        ("calls = plan(question, round_no)", "calls = plan(question, round_no + 1)"),
+        ("plan(question, round_no)", "plan(question, round_no + 1)"),
     ),
     sem(
         "arguments",
         "answer gets the question upper-cased",
-        (
-            AGENT_RETURN,
-            AGENT_RETURN.replace("answer(question,", "answer(question.upper(),"),
-        ),
+        ("await answer(question,", "await answer(question.upper(),"),
     ),
     sem(
         "arguments",
@@ -68,7 +67,7 @@ SEMANTIC: list[Mutant] = [
     sem(
         "order",
         "tool calls in reverse order",
-        ("for call in calls:", "for call in reversed(calls):"),
+        (GATHER, GATHER.replace("in calls", "in reversed(calls)")),
     ),
     sem(
         "order",
@@ -79,9 +78,9 @@ SEMANTIC: list[Mutant] = [
         "order",
         "answer before score",
         (
-            "    total = score(evidence)\n" + AGENT_RETURN,
-            "    text = answer(question, evidence)\n"
-            "    return Answer(text=text, rounds=rounds, score=score(evidence))",
+            AGENT_SCORE,
+            "    text = await answer(question, evidence)\n"
+            "    total = score(evidence)\n",
         ),
     ),
     # dropped calls
@@ -105,6 +104,11 @@ SEMANTIC: list[Mutant] = [
         "no recorded batch id",
         ("batch_id = str(journal.uuid4())", 'batch_id = "batch"'),
     ),
+    sem(
+        "dropped call",
+        "only the first gathered tool call",
+        (GATHER, GATHER.replace("in calls", "in calls[:1]")),
+    ),
     # added calls
     sem(
         "added call",
@@ -124,7 +128,7 @@ SEMANTIC: list[Mutant] = [
         "an extra tool call each round",
         (
             "        rounds += 1\n",
-            '        rounds += 1\n        call_tool(ToolCall("clock", "now"))\n',
+            '        rounds += 1\n        await call_tool(ToolCall("clock", "now"))\n',
         ),
     ),
     # loop bounds

@@ -5,9 +5,10 @@ executes the edited source as a fresh module and replays what the unedited
 module recorded. So every snippet a mutant edits must stay in this file as
 it is: change a line here and the suite says which mutant no longer applies.
 
-- ``agent``: a tool loop. Each round asks a model for tool calls, calls the
-  tools (an effect with retries), and lets a pure step score the evidence;
-  then a model writes the answer.
+- ``agent``: an async tool loop. Each round asks a model for tool calls,
+  calls the tools concurrently (``asyncio.gather``; an effect with retries,
+  finishing in another order than it started), and a pure step scores the
+  evidence; then a model writes the answer.
 - ``approval``: a refund that a flaky shop API is fetched for (retried), a
   pure risk score, a ``review`` child flow above a threshold, a notification.
 - ``pipeline``: a nested data pipeline over a step library (``etl``): batches
@@ -17,6 +18,7 @@ it is: change a line here and the suite says which mutant no longer applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
@@ -71,7 +73,7 @@ agent = Flow("agent")
 
 
 @agent.step(step_type="LlmNode")
-def plan(question: str, round_no: int) -> list[ToolCall]:
+async def plan(question: str, round_no: int) -> list[ToolCall]:
     """Ask the model which tools to call (an effect)."""
     if round_no == 0:
         return [ToolCall("weather", "Lisbon"), ToolCall("search", question)]
@@ -79,8 +81,9 @@ def plan(question: str, round_no: int) -> list[ToolCall]:
 
 
 @agent.step(step_type="ToolNode", retry=RetryPolicy.retrying(2))
-def call_tool(call: ToolCall) -> Evidence:
-    """Run one tool (an effect: the weather API is flaky)."""
+async def call_tool(call: ToolCall) -> Evidence:
+    """Run one tool (an effect: the weather API is flaky and slow)."""
+    await asyncio.sleep(0.002 if call.tool == "weather" else 0)
     flaky(f"{call.tool}:{call.argument}")
     return Evidence(call.tool, f"{call.tool} says {call.argument}", 70)
 
@@ -95,23 +98,24 @@ def score(evidence: list[Evidence]) -> int:
 
 
 @agent.step(step_type="LlmNode")
-def answer(question: str, evidence: list[Evidence]) -> str:
+async def answer(question: str, evidence: list[Evidence]) -> str:
     """Ask the model for the final answer (an effect)."""
     return f"{question}: {len(evidence)} facts"
 
 
 @agent.entry
-def run_agent(question: str) -> Answer:
+async def run_agent(question: str) -> Answer:
     evidence: list[Evidence] = []
     rounds = 0
     for round_no in range(2):
-        calls = plan(question, round_no)
-        for call in calls:
-            evidence.append(call_tool(call))
+        calls = await plan(question, round_no)
+        found = await asyncio.gather(*(call_tool(call) for call in calls))
+        evidence.extend(found)
         rounds += 1
     log.debug("agent gathered %d facts", len(evidence))
     total = score(evidence)
-    return Answer(text=answer(question, evidence), rounds=rounds, score=total)
+    text = await answer(question, evidence)
+    return Answer(text=text, rounds=rounds, score=total)
 
 
 # --- approval: retries and a child flow ---------------------------------------

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import journal
@@ -134,6 +135,14 @@ def test_the_recordings_hold_retries_a_child_and_recorded_values(
     assert sum(step.is_retry for step in steps) == 2
     assert sum(e.parent is not None for e in executions) == 1
     assert sum(len(e.recorded_values) for e in executions) == 3
+    (agent,) = (e for e in executions if e.flow == "agent")
+    tools = [s for s in agent.ordered_steps() if s.name == "call_tool"]
+    started = [msgspec.json.decode(s.input)["call"]["tool"] for s in tools]
+    finished = sorted(tools, key=lambda s: s.ended_seq or 0)
+    ended = [msgspec.json.decode(s.input)["call"]["tool"] for s in finished]
+    # gathered calls finished in another order than they started
+    assert started[:2] == ["weather", "search"]
+    assert ended.index("search") < ended.index("weather")
 
 
 def test_every_semantic_mutant_is_caught_and_no_benign_one_is(

@@ -379,3 +379,45 @@ def test_a_recorded_value_breaking_a_parameter_constraint_is_refused_on_decode()
 
     with pytest.raises(msgspec.ValidationError, match="length >= 1"):
         step.signature.decode_args(b'{"order_id":""}')
+
+
+SET_DEFAULT_SCRIPT = """
+import msgspec
+from journal import Flow
+
+class Tags(msgspec.Struct):
+    tags: frozenset[str] = frozenset({"alpha", "beta", "gamma", "delta", "eps"})
+
+flow = Flow("tagged")
+
+@flow.step
+def tag(names: set[str] = {"north", "south", "east", "west"}) -> Tags:
+    return Tags()
+
+@flow.entry
+def main() -> Tags:
+    return tag()
+
+print(flow.schema_version)
+"""
+
+
+def test_set_defaults_hash_the_same_under_any_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", SET_DEFAULT_SCRIPT],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+
+    assert len(hashes) == 1
+    assert next(iter(hashes)).startswith("sha256:")

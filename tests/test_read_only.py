@@ -1,0 +1,150 @@
+"""Read-only evidence: every read command works on a write-protected file, a
+write-protected directory and a read-only copy, with and without a WAL
+file, and creates nothing beside the store.
+
+Tests run as root, which ignores file modes: the CLI runs as ``nobody``
+(``setpriv``), in a directory of its own that nobody may enter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import journal
+
+SETPRIV = shutil.which("setpriv")
+JOURNAL = str(Path(sys.executable).with_name("journal"))
+NOBODY = 65534
+pytestmark = pytest.mark.skipif(
+    SETPRIV is None or os.geteuid() != 0, reason="needs root and setpriv"
+)
+
+
+#: Runs several ``journal`` command lines in one process (one interpreter
+#: start as nobody instead of one per command); prints each exit code.
+RUN_MANY = """
+import json, sys
+from click.testing import CliRunner
+from cli.main import cli
+results = []
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(cli, args)
+    results.append([result.exit_code, result.output[-400:]])
+print(json.dumps(results))
+"""
+
+
+def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert SETPRIV is not None
+    command = [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "LC_ALL": "C.UTF-8"}
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def evidence() -> Iterator[Path]:
+    """A directory nobody can reach (pytest's own tmp dirs are root-only)."""
+    root = Path(tempfile.mkdtemp(prefix="journal-evidence-"))
+    root.chmod(0o755)
+    yield root
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(root)
+
+
+def make_store(directory: Path, *, with_wal: bool) -> int:
+    """Record the demo into ``directory/journal.db``; with `with_wal`, one more
+    execution is left committed only in the ``-wal`` file. Returns how many
+    executions the store holds."""
+    path = directory / "journal.db"
+    url = f"sqlite:///{path}"
+    with journal.open(url) as journal_:
+        for n in range(2):
+            handle = journal_.create(flow="evidence", input={"n": n})
+            handle.start()
+            handle.complete(n)
+    if not with_wal:
+        return 2
+    holder = sqlite3.connect(path)  # keeps the WAL from being checkpointed away
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    holder.execute("SELECT count(*) FROM journal_events").fetchone()
+    with journal.open(url) as journal_:
+        journal_.create(flow="evidence", input={"n": 9})
+    staged = directory / "staged"
+    staged.mkdir()
+    for name in ("journal.db", "journal.db-wal"):
+        shutil.copyfile(directory / name, staged / name)
+    holder.close()
+    for name in ("journal.db", "journal.db-wal"):
+        (staged / name).replace(directory / name)
+    staged.rmdir()
+    (directory / "journal.db-shm").unlink(missing_ok=True)
+    assert (directory / "journal.db-wal").stat().st_size > 0
+    return 3
+
+
+def protect(directory: Path, mode: str) -> None:
+    """``file``: the store is read-only; ``directory``: the folder is;
+    ``copy``: both (a read-only copy)."""
+    os.chown(directory, NOBODY, NOBODY)
+    for path in directory.iterdir():
+        os.chown(path, NOBODY, NOBODY)
+        path.chmod(0o444 if mode in ("file", "copy") else 0o644)
+    directory.chmod(0o555 if mode in ("directory", "copy") else 0o755)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("with_wal", [False, True], ids=["no WAL", "WAL"])
+@pytest.mark.parametrize("mode", ["file", "directory", "copy"])
+def test_every_read_command_works_on_protected_evidence_and_creates_nothing(
+    evidence: Path, mode: str, with_wal: bool
+) -> None:
+    store = evidence / "store"
+    store.mkdir()
+    count = make_store(store, with_wal=with_wal)
+    protect(store, mode)
+    before = snapshot(store)
+    db = ["--db", str(store / "journal.db")]
+    # The console script itself, as nobody:
+    listed = as_nobody(JOURNAL, "list", "--json", *db, cwd=evidence)
+    assert listed.returncode == 0, listed.stderr
+    ids = [e["execution_id"] for e in json.loads(listed.stdout)["executions"]]
+    assert len(ids) == count  # the WAL's execution is read, never ignored
+    commands = [
+        ["show", ids[0]],
+        ["verify", "--all"],
+        ["verify", ids[0]],
+        ["replay", ids[0], "--fold-only"],
+        ["export", ids[0]],
+        ["diff", ids[0], ids[1]],
+        ["list", "--verify"],
+    ]
+    ran = as_nobody(
+        sys.executable, "-c", RUN_MANY, json.dumps([[*c, *db] for c in commands]),
+        cwd=evidence,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    for command, (code, output) in zip(commands, json.loads(ran.stdout), strict=True):
+        assert code == 0, (command, output)
+    assert snapshot(store) == before
