@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ ROWS: dict[int, tuple[str, ...]] = {
     ),
     7: ("test_row_7_an_import_of_a_different_history_exits_7",),
     8: ("test_row_8_a_command_the_state_does_not_allow_exits_8",),
+    12: ("test_row_12_a_store_locked_past_the_lock_timeout_exits_12",),
     130: ("test_row_130_an_interrupt_exits_130",),
 }
 
@@ -70,7 +72,6 @@ PENDING: dict[int, str] = {
     9: "approval refused (continuation work)",
     10: "signing key not available (integrity work)",
     11: "lease lost (continuation work)",
-    12: "lock wait or statement timed out (pgfaults work)",
 }
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -290,6 +291,26 @@ def test_row_8_a_command_the_state_does_not_allow_exits_8(
     result = run_script("pause", refund, "--db", db)
     assert result.returncode == 8
     _one_error_line(result, refund, "Completed")
+
+
+def test_row_12_a_store_locked_past_the_lock_timeout_exits_12(
+    run_script: Run, db: str, db_path: Path, refund: str, tmp_path: Path
+) -> None:
+    exported = tmp_path / "refund.jsonl"
+    assert run_script("export", refund, "-o", str(exported), "--db", db).returncode == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    journal.open(other).close()
+    holder = sqlite3.connect(tmp_path / "other.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        result = run_script(
+            "import", str(exported), "--db", other, JOURNAL_LOCK_TIMEOUT_MS="200"
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 12
+    _one_error_line(result, "other.db", "locked by another writer; waited 200 ms")
 
 
 def test_row_130_an_interrupt_exits_130(workdir: Path) -> None:

@@ -157,33 +157,6 @@ def test_a_failed_snapshot_is_logged_and_the_committed_append_reported(
         assert journal_.verify(handle.id)[0] == handle.state.version == 4
 
 
-def test_the_script_exits_12_when_the_sqlite_file_stays_locked(
-    run_script: Run, workdir: Path
-) -> None:
-    db = f"sqlite:///{workdir / 'locked.db'}"
-    created = run_script("--db", db, "--tenant", "tenant_golden", "list")
-    assert created.returncode == 1  # read-only commands create nothing
-    journal.open(db).close()
-    holder = sqlite3.connect(workdir / "locked.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        result = run_script(
-            "--db",
-            db,
-            "--tenant",
-            "tenant_golden",
-            "import",
-            str(GOLDEN),
-            JOURNAL_LOCK_TIMEOUT_MS="200",
-        )
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert result.returncode == 12, result.stderr
-    assert result.stderr.count("\n") == 1
-    assert "locked by another writer; waited 200 ms" in result.stderr
-
-
 @pytest.mark.parametrize("damage", ["garbage", "pages"])
 def test_the_script_reports_a_corrupted_sqlite_file_in_one_line(
     run_script: Run, workdir: Path, damage: str
