@@ -364,6 +364,28 @@ def bench_storage(
     )
 
 
+def bench_report(tmp: Path, table: Table, n: int, raw: dict[str, Any]) -> None:
+    from benchmarks import report_html
+
+    figures = report_html.measure(tmp, n)
+    raw["report"] = figures
+    size = (
+        f"{figures['file_bytes'] / 1e6:.1f} MB, rendered in {_ms(figures['render_s'])}"
+    )
+    if "open_to_interactive_s" not in figures:
+        table.add(f"audit report, {n:,} steps", size, "no chromium: not opened")
+        return
+    seconds = figures["open_to_interactive_s"]
+    table.add(
+        f"audit report, {n:,} steps: open to interactive (headless Chromium)",
+        f"{seconds * 1000:.0f} ms; {size}",
+        f"{figures['rows_in_document']:.0f} timeline rows in the document",
+        None,
+        "≤ 3 s; < 10 MB",
+        seconds <= 3 and figures["file_bytes"] < 10_000_000,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -385,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_postgres:
             bench_postgres(table, 2_000 if args.quick else 10_000, have, raw)
         bench_storage(tmp, table, 1_000, have, raw)
+        bench_report(tmp, table, 10_000, raw)
         if not args.quick:
             bench_million(tmp, table, 1_000_000, raw)
     meta = {

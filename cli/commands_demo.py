@@ -33,12 +33,20 @@ def record(app: App, journal_: Journal) -> list[Summary]:
     return list(reversed(journal_.list(ListFilter(since=started))))
 
 
+def shown_url(url: str) -> str:
+    """The store URL as printed: never with its password (the pasted
+    commands then take it from PGPASSWORD or ~/.pgpass, as libpq does)."""
+    from journal.sqlstore import redact_url
+
+    return redact_url(url)
+
+
 def next_commands(app: App, first: str, second: str) -> list[str]:
     """Commands that work when pasted (they repeat --db/--tenant flags)."""
     settings = app.settings
     prefix = "journal"
     if settings.sources["db"] == "flag":
-        prefix += f" --db {shlex.quote(settings.db)}"
+        prefix += f" --db {shlex.quote(shown_url(settings.db))}"
     if settings.sources["tenant"] == "flag":
         prefix += f" --tenant {shlex.quote(settings.tenant)}"
     return [
@@ -73,7 +81,7 @@ def register(group: click.Group) -> None:
         if app.out.json_mode:
             app.out.json(
                 {
-                    "db": app.settings.db,
+                    "db": shown_url(app.settings.db),
                     "tenant": app.settings.tenant,
                     "recorded": [summary_view(s) for s in recorded],
                     "replay": result.to_dict(),
@@ -85,7 +93,7 @@ def register(group: click.Group) -> None:
         app.out.line(
             f"Recorded {len(roots)} runs of demo.refund (and {children} child "
             f"run{'s' if children != 1 else ''} of demo.notify) "
-            f"in {app.settings.db}, tenant {app.settings.tenant}:"
+            f"in {shown_url(app.settings.db)}, tenant {app.settings.tenant}:"
         )
         print_summaries(app, recorded)
         app.out.line()

@@ -1,17 +1,17 @@
-"""Read-only commands: ``list``, ``show`` and ``verify``. None creates a store."""
+"""Read-only commands: ``list`` and ``show``. Neither creates a store."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.errors import exit_code_for, message_for
+from cli.commands_verify import verify_one
 from cli.options import App, command
-from cli.params import EXECUTION_ID, HeadParam, filter_options, list_filter
+from cli.params import EXECUTION_ID, filter_options, list_filter
 from cli.views import (
+    binding_fields,
     compact,
     duration,
     error_text,
@@ -21,6 +21,7 @@ from cli.views import (
     short_time,
     step_view,
     summary_view,
+    wait_view,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def list_statuses(
     codes = [0]
     statuses, errors = {}, {}
     for summary in summaries:
-        result = _verify_one(journal_, summary.execution_id, codes)
+        result = verify_one(journal_, summary.execution_id, codes)
         statuses[summary.execution_id] = "verified" if result["ok"] else "broken"
         errors[summary.execution_id] = result["error"]
     return statuses, errors, max(codes)
@@ -87,6 +88,15 @@ def print_execution(app: App, execution: Execution, head: int) -> None:
         ("output", view["output"]),
         ("error", error_text(execution.error)),
     ]
+    if execution.state.value == "Waiting" and execution.waits:
+        wait = wait_view(execution.waits[-1])
+        fields += [
+            ("prompt", wait["prompt"]),
+            ("action", wait["action"]),
+            ("digest", wait["digest"]),
+            ("deadline", wait["timeout_at"]),
+            ("approver", "required" if wait["require_approver"] else None),
+        ]
     for name, value in fields:
         text = "-" if value is None else compact(value, 100)
         app.out.line(f"{name:<10} {text}")
@@ -146,7 +156,7 @@ def show_json(
         "chain": {
             "ok": broken is None,
             "error": None if broken is None else str(broken),
-            **_binding_fields(journal_.summary(execution.id)),
+            **binding_fields(journal_.summary(execution.id)),
         },
         "steps": [step_view(step, index) for index, step in ordered_steps(execution)],
         "children": [summary_view(child) for child in children],
@@ -154,106 +164,6 @@ def show_json(
     if events:
         data["events"] = [event_view(e) for e in journal_.events(execution.id)[:at]]
     app.out.json(data)
-
-
-def _binding_fields(summary: Summary) -> dict[str, Any]:
-    from journal.binding import binding_of
-
-    return {"binding": binding_of(summary), "key_id": summary.key_id}
-
-
-def _signature_text(summary: Summary) -> str:
-    from journal.binding import binding_of
-
-    binding = binding_of(summary)
-    if summary.alg == "hmac-sha256":
-        return f"{binding} binding, links keyed (v1 hmac-sha256)"
-    if summary.key_id:
-        return f"{binding} binding, head signed with key {summary.key_id}"
-    return f"{binding} binding, unsigned"
-
-
-def verify_all(app: App, journal_: Journal) -> int:
-    summaries = journal_.list()
-    results: list[dict[str, Any]] = []
-    codes = [0]
-    with app.out.progress(len(summaries), "verifying") as advance:
-        for summary in summaries:
-            results.append(_verify_one(journal_, summary.execution_id, codes))
-            advance()
-    broken = [r for r in results if not r["ok"]]
-    if app.out.json_mode:
-        app.out.json({"results": results, "ok": not broken})
-        return max(codes)
-    rows = [
-        (r["execution_id"], "ok" if r["ok"] else "BROKEN", r["head"] or r["error"])
-        for r in results
-    ]
-    app.out.table(("execution", "chain", "head / error"), rows)
-    app.out.line(f"{len(results) - len(broken)} verified, {len(broken)} broken")
-    return max(codes)
-
-
-def _verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
-    from journal.chain import format_head
-    from journal.errors import JournalError
-
-    try:
-        head = journal_.verify(execution_id)
-    except JournalError as e:
-        codes.append(exit_code_for(e))
-        return {
-            "execution_id": execution_id,
-            "ok": False,
-            "events": None,
-            "head": None,
-            "error": message_for(e),
-        }
-    return {
-        "execution_id": execution_id,
-        "ok": True,
-        "events": head[0],
-        "head": format_head(*head),
-        "error": None,
-    }
-
-
-def verify_file(app: App, path: Path) -> None:
-    """``verify --file``: every block's chain, genesis, head and fold; the
-    head MAC where the keyring holds its key."""
-    from journal.export import read_blocks
-
-    blocks = read_blocks(path, app.keyring())
-    results: list[dict[str, Any]] = []
-    for block in blocks:
-        header = block.header
-        mac = "checked" if block.mac_checked else "not checked"
-        results.append(
-            {
-                "execution_id": header.execution_id,
-                "ok": True,
-                "events": header.events,
-                "head": header.head,
-                "chain": {
-                    "ok": True,
-                    "binding": header.chain,
-                    "key_id": header.key_id,
-                    "mac": mac if header.key_id else None,
-                },
-            }
-        )
-    if app.out.json_mode:
-        app.out.json({"file": str(path), "ok": True, "results": results})
-        return
-    for result in results:
-        key_id = result["chain"]["key_id"]
-        signed = f", MAC {result['chain']['mac']} (key {key_id})" if key_id else ""
-        app.out.styled(
-            f"ok  {result['execution_id']}: {result['events']} events, "
-            f"{result['chain']['binding']} binding{signed}",
-            "green",
-        )
-        app.out.line(f"head {result['head']}")
 
 
 def register(group: click.Group) -> None:
@@ -353,59 +263,3 @@ def register(group: click.Group) -> None:
                 click.echo(f"journal: error: {broken}", err=True)
                 click.get_current_context().exit(broken.exit_code)
             raise broken
-
-    @command(group, "verify")
-    @click.argument("execution_id", required=False, type=EXECUTION_ID)
-    @click.option("--all", "all_", is_flag=True, help="Every execution.")
-    @click.option("--expect-head", type=HeadParam(), help="The head printed earlier.")
-    @click.option(
-        "--file",
-        "export_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Check an export file (journal-export/1 or /2); no store is opened.",
-    )
-    def verify_command(
-        app: App,
-        execution_id: str | None,
-        all_: bool,
-        expect_head: tuple[int, bytes] | None,
-        export_file: Path | None,
-    ) -> None:
-        """Walk the hash chain and check the index row against it and the
-        fold; print the head (N:HEX) to check it later."""
-        if export_file is not None:
-            if execution_id is not None or all_ or expect_head is not None:
-                raise click.UsageError("--file takes no EXECUTION_ID, --all or head")
-            verify_file(app, export_file)
-            return
-        if (execution_id is None) == (not all_):
-            raise click.UsageError("give an EXECUTION_ID or --all (not both)")
-        if all_ and expect_head is not None:
-            raise click.UsageError("--expect-head needs one EXECUTION_ID")
-        with app.open() as journal_:
-            if all_:
-                click.get_current_context().exit(verify_all(app, journal_))
-            assert execution_id is not None
-            history = journal_.history(execution_id, expect_head=expect_head)
-        from journal.chain import format_head
-
-        head = history.head
-        text = format_head(*head)
-        if app.out.json_mode:
-            app.out.json(
-                {
-                    "execution_id": execution_id,
-                    "ok": True,
-                    "events": head[0],
-                    "head": text,
-                    "chain": {"ok": True, **_binding_fields(history.summary)},
-                }
-            )
-            return
-        app.out.styled(
-            f"ok  {execution_id}: {head[0]} events, chain and index row intact "
-            f"({_signature_text(history.summary)})",
-            "green",
-        )
-        app.out.line(f"head {text}")
-        app.out.note(f"check later: journal verify {execution_id} --expect-head {text}")

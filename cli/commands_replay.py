@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from replay import BatchResult, ReplayResult
 
 VERDICT_STYLE = {"ok": "bold green", "not_rerun": "bold yellow"}
-FAILED = ("integrity", "schema_mismatch", "diverged")
+FAILED = ("integrity", "schema_mismatch", "diverged", "error")
 
 
 def print_result(app: App, result: ReplayResult) -> None:

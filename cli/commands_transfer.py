@@ -35,9 +35,40 @@ def _write_atomically(path: Path, lines: list[bytes]) -> None:
         raise OSError(e.errno, f"cannot write: {e.strerror}", str(path)) from e
 
 
-def export(app: App, execution_id: str, output: Path | None) -> None:
+def otlp_lines(app: App, execution_id: str) -> list[bytes]:
+    """The OTLP/JSON trace of an execution and its children, as one line."""
+    import json
+
+    from journal.export import histories_with_children
+    from journal.otlp import to_otlp
+    from journal.timeline import build_timeline
+
+    with app.open() as journal_:
+        histories = histories_with_children(journal_, execution_id)
+    timelines = [build_timeline(h.summary.execution_id, h.rows) for h in histories]
+    document = to_otlp(timelines, writer=_writer())
+    return [json.dumps(document, separators=(",", ":")).encode() + b"\n"]
+
+
+def _writer() -> str:
+    from journal import __version__
+
+    return f"execution-journal {__version__}"
+
+
+def export(
+    app: App, execution_id: str, output: Path | None, format_: str = "jsonl"
+) -> None:
     from journal.export import export_lines
 
+    if format_ == "otlp":
+        lines = otlp_lines(app, execution_id)
+        if output is None:
+            click.echo(b"".join(lines), nl=False)
+        else:
+            _write_atomically(output, lines)
+            app.out.note(f"journal: wrote the OTLP/JSON trace to {output}")
+        return
     with app.open() as journal_:
         lines = list(export_lines(journal_, execution_id))
     if output is None:
@@ -109,9 +140,21 @@ def register(group: click.Group) -> None:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write here instead of stdout.",
     )
-    def export_command(app: App, execution_id: str, output: Path | None) -> None:
-        """Export an execution and its children as journal-export/1 JSONL."""
-        export(app, execution_id, output)
+    @click.option(
+        "--format",
+        "format_",
+        type=click.Choice(["jsonl", "otlp"]),
+        default="jsonl",
+        show_default=True,
+        help="jsonl: journal-export/1, verifiable and importable; "
+        "otlp: an OpenTelemetry OTLP/JSON trace (export only).",
+    )
+    def export_command(
+        app: App, execution_id: str, output: Path | None, format_: str
+    ) -> None:
+        """Export an execution and its children (journal-export/1 JSONL, or an
+        OTLP/JSON trace with --format otlp)."""
+        export(app, execution_id, output, format_)
 
     @command(group, "import")
     @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))

@@ -20,9 +20,10 @@ _VERDICT_ERRORS = {
     "schema_mismatch": "SchemaMismatchError",
     "diverged": "NondeterminismError",
     "not_rerun": "FlowNotLoadedError",
+    "error": "JournalError",
 }
 #: When several verdicts are present, the exit code of the most severe wins.
-VERDICT_SEVERITY = ("integrity", "diverged", "schema_mismatch", "not_rerun")
+VERDICT_SEVERITY = ("integrity", "diverged", "schema_mismatch", "error", "not_rerun")
 
 
 class CliError(click.ClickException):

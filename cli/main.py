@@ -113,21 +113,27 @@ def cli() -> None:
 def _register() -> None:
     from cli import (
         commands_compare,
+        commands_continue,
         commands_control,
         commands_demo,
         commands_read,
         commands_replay,
+        commands_report,
         commands_store,
         commands_transfer,
+        commands_verify,
     )
 
     for module in (
         commands_demo,
         commands_replay,
         commands_read,
+        commands_verify,
         commands_transfer,
         commands_compare,
         commands_control,
+        commands_continue,
+        commands_report,
         commands_store,
     ):
         module.register(cli)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from journal.application import RecordedEvent
-    from journal.model import Execution, ExecutionError, Step
+    from journal.model import Execution, ExecutionError, Step, Wait
     from journal.store import Summary
 
 
@@ -134,6 +134,33 @@ def execution_view(execution: Execution) -> dict[str, Any]:
             {"kind": v.kind, "value": decoded(bytes(v.value))}
             for v in execution.recorded_values
         ],
+        "waits": [wait_view(wait) for wait in execution.waits],
+    }
+
+
+def wait_view(wait: Wait) -> dict[str, Any]:
+    """One `journal.wait_for` of an execution, and how it was answered."""
+    answer = wait.answer
+    return {
+        "seq": wait.seq,
+        "reason": wait.reason.value,
+        "prompt": wait.prompt,
+        "action": decoded(bytes(wait.action)),
+        "digest": wait.digest,
+        "timeout_at": when(wait.timeout_at),
+        "require_approver": wait.require_approver,
+        "answer": None
+        if answer is None
+        else {
+            "at": when(answer.at),
+            "input": decoded(bytes(answer.input)),
+            "approver": answer.approver,
+            "digest": answer.digest,
+            "signed": answer.signature is not None,
+            "denied": answer.denied,
+            "reason": answer.reason,
+            "timed_out": answer.timed_out,
+        },
     }
 
 
@@ -153,3 +180,22 @@ def compact(value: Any, width: int = 60) -> str:
 
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def binding_fields(summary: Summary) -> dict[str, Any]:
+    """The chain's binding and key id, for ``--json``."""
+    from journal.binding import binding_of
+
+    return {"binding": binding_of(summary), "key_id": summary.key_id}
+
+
+def signature_text(summary: Summary) -> str:
+    """How the chain is bound and signed, in words."""
+    from journal.binding import binding_of
+
+    binding = binding_of(summary)
+    if summary.alg == "hmac-sha256":
+        return f"{binding} binding, links keyed (v1 hmac-sha256)"
+    if summary.key_id:
+        return f"{binding} binding, head signed with key {summary.key_id}"
+    return f"{binding} binding, unsigned"

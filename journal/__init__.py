@@ -44,12 +44,18 @@ from journal.model import StepType as StepType
 from journal.model import WaitReason as WaitReason
 from journal.store import ListFilter as ListFilter
 from journal.store import Summary as Summary
+from journal.threads import executor as executor
+from journal.threads import run_in_thread as run_in_thread
+from journal.waits import Denied as Denied
+from journal.waits import WaitTimeout as WaitTimeout
+from journal.waits import wait_for as wait_for
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChainIntegrityError",
     "ConflictError",
+    "Denied",
     "ErrorCategory",
     "EventDecodeError",
     "Execution",
@@ -80,13 +86,17 @@ __all__ = [
     "Summary",
     "VerifiedHistory",
     "WaitReason",
+    "WaitTimeout",
     "__version__",
     "evolve",
+    "executor",
     "fold",
     "now",
     "open",
     "random",
+    "run_in_thread",
     "step_key",
     "utc_now",
     "uuid4",
+    "wait_for",
 ]

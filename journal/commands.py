@@ -231,8 +231,30 @@ class ExecutionHandle:
             )
         )
 
-    def receive_input(self, value: Any = None) -> Execution:
-        return self.record(ev.InputReceived(at=self._now(), input=_raw(value)))
+    def receive_input(
+        self,
+        value: Any = None,
+        *,
+        approver: str | None = None,
+        digest: str | None = None,
+        signature: str | None = None,
+        denied: bool = False,
+        reason: str | None = None,
+        timed_out: bool = False,
+    ) -> Execution:
+        """Record the input (or approval, denial, timeout) a wait got."""
+        return self.record(
+            ev.InputReceived(
+                at=self._now(),
+                input=_raw(value),
+                approver=approver,
+                digest=digest,
+                signature=signature,
+                denied=denied,
+                reason=reason,
+                timed_out=timed_out,
+            )
+        )
 
     def record_value(
         self, kind: str, value: Any, *, call: str | None = None

@@ -26,6 +26,7 @@ from journal.errors import FlowDefinitionError
 if TYPE_CHECKING:
     from journal.flow import Flow, StepDef
     from journal.ids import StepId
+    from journal.waits import WaitRequest
 
 
 class RunContext(Protocol):
@@ -48,15 +49,21 @@ class RunContext(Protocol):
         self,
         frame: Frame,
         step: StepDef,
+        call: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """Record or match one ``async def`` step call; return its output."""
+        """Record or match one ``async def`` step call, whose identity `call`
+        was taken when the call was made; return its output."""
 
     def draw_value(
         self, frame: Frame, kind: str, make: Callable[[], Any], type_: Any
     ) -> Any:
         """Record or replay a nondeterministic value."""
+
+    def wait_for(self, frame: Frame, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` from the record, or record the wait
+        and halt the run."""
 
     def run_child(
         self,
@@ -105,6 +112,7 @@ class Frame:
     calls: int = 0
     values: int = 0
     spawns: int = 0
+    started: int = 0
 
     def next_call(self) -> str:
         """The identity of the next call made in this scope."""
@@ -119,8 +127,8 @@ class Frame:
         return value
 
     def body(self, call: str, step_id: StepId | None) -> Frame:
-        """The scope of a step's body (it runs in the caller's task)."""
-        return Frame(self.run, call, step_id, False, self.owner)
+        """The scope of a step's body (it runs in the task running it)."""
+        return Frame(self.run, call, step_id, False, owner_now())
 
     def spawn(self, owner: object | None = None) -> Frame:
         """The scope of a task or thread job spawned from this one, now."""
@@ -129,8 +137,22 @@ class Frame:
         return Frame(self.run, child, self.step, True, owner)
 
     def stored_call(self, call: str) -> str | None:
-        """What the event stores of `call` (nothing where order implies it)."""
+        """What the event starting `call` stores of its identity: nothing
+        where the record's order implies it (the next call of this scope to
+        start, in a scope that is not spawned), else the identity."""
+        if self.explicit or call.rpartition(".")[2] != str(self.started):
+            return call
+        self.started += 1
+        return None
+
+    def stored_value(self, call: str) -> str | None:
+        """What a recorded helper value stores of its identity."""
         return call if self.explicit else None
+
+    def answered(self, stored: str | None) -> None:
+        """A call answered from the record: keep `started` as live kept it."""
+        if stored is None and not self.explicit:
+            self.started += 1
 
 
 _frame: ContextVar[Frame | None] = ContextVar("journal_frame", default=None)

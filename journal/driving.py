@@ -31,7 +31,7 @@ from journal.errors import (
     NondeterminismError,
 )
 from journal.failures import StepError, error_from, same_error
-from journal.ids import new_execution_id
+from journal.ids import ExecutionId, new_execution_id
 from journal.leases import Heartbeat
 from journal.model import Execution, ExecutionError, ExecutionState, ParentLink
 from journal.runtime import STOPPED_BY_OPERATOR, Halt, Run, Stop
@@ -157,6 +157,7 @@ def _new_execution(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None,
+    execution_id: ExecutionId | None = None,
 ) -> Iterator[tuple[ExecutionHandle, bytes]]:
     """Create and start a new execution of `flow`, holding its lease
     (renewed by a heartbeat thread) from before its first event to the end
@@ -165,7 +166,7 @@ def _new_execution(
     document = canonical(flow.schema_document)
     schema_version = "sha256:" + hashlib.sha256(document).hexdigest()
     journal_.put_schema(schema_version, document)
-    execution_id = new_execution_id()
+    execution_id = execution_id or new_execution_id()
     lease = journal_.acquire_lease(execution_id)
     if lease is None:  # a fresh id: only a clash of generated ids can do this
         raise ConflictError(f"{execution_id}: lease already held")
@@ -191,9 +192,13 @@ def record_live(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None = None,
+    execution_id: ExecutionId | None = None,
 ) -> Execution:
     """Record a whole live run of a synchronous `flow`; see `Flow.run`."""
-    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+    with _new_execution(flow, journal_, args, kwargs, parent, execution_id) as (
+        handle,
+        payload,
+    ):
         return continue_live(flow, handle, None, payload)
 
 
@@ -203,9 +208,13 @@ async def record_live_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink | None = None,
+    execution_id: ExecutionId | None = None,
 ) -> Execution:
     """Record a whole live run of an async `flow`; see `Flow.run_async`."""
-    with _new_execution(flow, journal_, args, kwargs, parent) as (handle, payload):
+    with _new_execution(flow, journal_, args, kwargs, parent, execution_id) as (
+        handle,
+        payload,
+    ):
         return await continue_live_async(flow, handle, None, payload)
 
 
@@ -244,13 +253,19 @@ def _child_runner(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     parent: ParentLink,
+    execution_id: ExecutionId,
 ) -> Execution:
+    """Run a child under the id derived from its call: a resumed parent
+    finds the child it started before (ended: its result; unfinished: it is
+    resumed) instead of starting another."""
     if is_async(child):
         raise FlowDefinitionError(
             f"child flow {child.name!r} is async: run_child supports "
             "synchronous child flows"
         )
-    return record_live(child, journal_, args, kwargs, parent)
+    from journal.continuation import run_with_id
+
+    return run_with_id(child, journal_, execution_id, args, kwargs, parent=parent)
 
 
 def _end_live(run: Run, handle: ExecutionHandle, outcome: Outcome) -> Execution:

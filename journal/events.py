@@ -114,16 +114,37 @@ class ExecutionResumed(Event, tag="ExecutionResumed", frozen=True):
 
 
 class ExecutionWaiting(Event, tag="ExecutionWaiting", frozen=True):
-    """The execution began waiting, for a reason."""
+    """The execution began waiting, for a reason.
+
+    From `journal.wait_for`: what a person is asked (`prompt`), the action
+    awaiting approval, the `digest` an approval must name, the deadline, and
+    whether an approver must be named.
+    """
 
     reason: WaitReason
     detail: str | None = None
+    prompt: str | None = None
+    action: msgspec.Raw = NULL
+    digest: str | None = None
+    timeout_at: datetime | None = None
+    require_approver: bool = False
 
 
 class InputReceived(Event, tag="InputReceived", frozen=True):
-    """The input a waiting execution waited for arrived; it runs again."""
+    """The input a waiting execution waited for arrived; it runs again.
+
+    For an approval: who approved (or `denied`, with a `reason`), the digest
+    they approved and their signature over it (hex); `timed_out` when the
+    run went on after the wait's deadline without an answer.
+    """
 
     input: msgspec.Raw = NULL
+    approver: str | None = None
+    digest: str | None = None
+    signature: str | None = None
+    denied: bool = False
+    reason: str | None = None
+    timed_out: bool = False
 
 
 class ValueRecorded(Event, tag="ValueRecorded", frozen=True):
@@ -132,6 +153,14 @@ class ValueRecorded(Event, tag="ValueRecorded", frozen=True):
     kind: str
     value: msgspec.Raw
     call: str | None = None
+
+
+class StepInputReplaced(Event, tag="StepInputReplaced", frozen=True):
+    """A fork replaced the input of the call with identity `call` (that call
+    runs with it, live and on replay)."""
+
+    call: str
+    input: msgspec.Raw
 
 
 class ExecutionCompleted(Event, tag="ExecutionCompleted", frozen=True):
@@ -166,6 +195,7 @@ AnyEvent = (
     | ExecutionWaiting
     | InputReceived
     | ValueRecorded
+    | StepInputReplaced
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionCancelled
@@ -185,6 +215,7 @@ EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     ExecutionWaiting,
     InputReceived,
     ValueRecorded,
+    StepInputReplaced,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCancelled,

@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from journal import events as ev
-from journal.application import Journal
+from journal.application import Journal, VerifiedHistory
 from journal.binding import binding_of, chain_start, decode_rows, summarize
 from journal.chain import format_head, parse_genesis, parse_head, verify_links
 from journal.errors import (
@@ -146,6 +146,19 @@ def export_lines(
             yield from export_lines(journal_, child.execution_id)
 
 
+def histories_with_children(
+    journal_: Journal, execution_id: str
+) -> list[VerifiedHistory]:
+    """An execution's verified history, then its children's, depth first."""
+    history = journal_.history(execution_id)
+    found = [history]
+    for child in reversed(
+        journal_.list(ListFilter(parent_id=history.summary.execution_id))
+    ):
+        found.extend(histories_with_children(journal_, child.execution_id))
+    return found
+
+
 def _chain_fields(summary: Summary) -> dict[str, Any]:
     origin = b"null"
     if summary.genesis is not None:
@@ -201,6 +214,62 @@ def parse_blocks(lines: Sequence[bytes], keyring: Keyring, source: str) -> list[
     if not blocks:
         raise ImportFormatError(f"{source}: no export block in the file")
     return blocks
+
+
+@dataclass
+class ScannedBlock:
+    """A block read for display: its rows as stored, and why it fails, if it does."""
+
+    header: Header
+    rows: list[Row]
+    source: str
+    integrity_error: ChainIntegrityError | None = None
+
+    @property
+    def schema_document(self) -> bytes | None:
+        raw = bytes(self.header.schema)
+        return None if raw in (b"null", b"") else raw
+
+
+def scan_blocks(
+    lines: Sequence[bytes], keyring: Keyring, source: str
+) -> list[ScannedBlock]:
+    """Read every block of a file like `parse_blocks`, but keep a block whose
+    chain, count or head fails (with its error) instead of raising, so a
+    report can show what is there and where it breaks. Malformed lines still
+    raise `ImportFormatError`."""
+    scanned: list[ScannedBlock] = []
+    number = 0
+    while number < len(lines):
+        if not lines[number].strip():
+            number += 1
+            continue
+        header = _parse_header(lines[number], f"{source}:{number + 1}")
+        first = number + 1
+        last = first
+        while last < min(len(lines), first + header.events):
+            if _is_header_line(lines[last]):
+                break  # the next block: this one is short (reported below)
+            last += 1
+        rows = [_parse_row(lines[i], f"{source}:{i + 1}") for i in range(first, last)]
+        block = ScannedBlock(header, rows, f"{source}:{number + 1}")
+        try:
+            if last - first < header.events:
+                raise ChainIntegrityError(
+                    f"{source}:{last + 1}: {header.execution_id}: the header says "
+                    f"{header.events} events but only {last - first} follow",
+                    seq=last - first + 1,
+                )
+            _verify_block(
+                Block(header, rows, source=block.source), keyring, source, first
+            )
+        except ChainIntegrityError as e:
+            block.integrity_error = e
+        scanned.append(block)
+        number = last
+    if not scanned:
+        raise ImportFormatError(f"{source}: no export block in the file")
+    return scanned
 
 
 def _parse_rows(
@@ -482,7 +551,7 @@ def import_files(journal_: Journal, paths: Iterable[Path]) -> ImportReport:
     return import_blocks(journal_, blocks, files)
 
 
-def schema_lookup_for(blocks: Iterable[Block]) -> dict[str, bytes]:
+def schema_lookup_for(blocks: Iterable[Block | ScannedBlock]) -> dict[str, bytes]:
     """Schema documents carried by the headers, by hash."""
     return {
         b.header.schema_version: doc

@@ -46,6 +46,8 @@ from journal.schema import (
 
 if TYPE_CHECKING:
     from journal.application import Journal
+    from journal.approvals import Keyring
+    from journal.continuation import FlowOptions
     from journal.model import Execution
 
 P = ParamSpec("P")
@@ -389,6 +391,44 @@ class Flow:
             return driving.record_live(self, journal_, args, kwargs)
         return await driving.record_live_async(self, journal_, args, kwargs)
 
+    def resume(
+        self,
+        journal_: Journal,
+        execution_id: str,
+        *,
+        input: Any = None,
+        approver: str | None = None,
+        digest: str | None = None,
+        signature: str | None = None,
+        deny: bool = False,
+        reason: str | None = None,
+        keyring: Keyring | None = None,
+    ) -> Execution:
+        """Resume a waiting or paused execution of this flow with today's
+        code; see `journal.continuation` (raises `ApprovalRefusedError`,
+        `NondeterminismError`, `StateNotAllowedError`, ...)."""
+        from journal.approvals import Approval
+        from journal.continuation import resume
+
+        approval = Approval(input, approver, digest, signature, deny, reason)
+        return resume(self, journal_, execution_id, approval, keyring=keyring)
+
+    def fork(
+        self, journal_: Journal, execution_id: str, *, at_step: int, input: Any = None
+    ) -> Execution:
+        """Fork an execution of this flow at step `at_step` (as ``journal
+        show`` numbers them) and go on live; see `journal.fork`."""
+        from journal.fork import fork
+
+        return fork(self, journal_, execution_id, at_step=at_step, input=input)
+
+    def with_options(self, *, execution_id: str | None = None) -> FlowOptions:
+        """Run options that cannot collide with the entry's own arguments:
+        ``flow.with_options(execution_id="exec_…").run(journal_, ...)``."""
+        from journal.continuation import FlowOptions
+
+        return FlowOptions(self, execution_id)
+
     def run_child(self, *args: Any, **kwargs: Any) -> Any:
         """Inside another flow's run: record a child execution of this flow
         (same tenant, `ParentLink` to the calling step) and return its output."""
@@ -404,12 +444,15 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
+        def call_async(*args: Any, **kwargs: Any) -> Any:
+            # A plain function returning the awaitable: the call's identity
+            # is taken now, when the call is made, whichever task awaits it.
             frame = current_frame()
             if frame is None:
                 refuse_outside_run(definition)
-                return await fn(*args, **kwargs)
-            return await frame.run.call_step_async(frame, definition, args, kwargs)
+                return fn(*args, **kwargs)
+            call = frame.next_call()
+            return frame.run.call_step_async(frame, definition, call, args, kwargs)
 
         return call_async
 

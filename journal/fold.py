@@ -21,11 +21,13 @@ from journal import events as ev
 from journal.errors import InvalidTransitionError
 from journal.ids import ExecutionId
 from journal.model import (
+    Answer,
     Execution,
     ExecutionState,
     RecordedValue,
     Step,
     StepState,
+    Wait,
 )
 
 S = ExecutionState
@@ -51,6 +53,7 @@ TRANSITIONS: Final[
     "ExecutionWaiting": (frozenset({S.RUNNING}), S.WAITING),
     "InputReceived": (frozenset({S.WAITING}), S.RUNNING),
     "ValueRecorded": (frozenset({S.RUNNING}), None),
+    "StepInputReplaced": (frozenset({S.RUNNING}), None),
     "ExecutionCompleted": (frozenset({S.RUNNING}), S.COMPLETED),
     "ExecutionFailed": (_LIVE, S.FAILED),
     "ExecutionCancelled": (_LIVE, S.CANCELLED),
@@ -109,6 +112,8 @@ def _copy(state: Execution) -> Execution:
         step_order=list(state.step_order),
         recorded_values=list(state.recorded_values),
         received_inputs=list(state.received_inputs),
+        waits=list(state.waits),
+        replaced_inputs=dict(state.replaced_inputs),
     )
 
 
@@ -152,16 +157,58 @@ def _paused(state: Execution, event: Any) -> None:
 
 def _waiting(state: Execution, event: Any) -> None:
     state.wait_reason = event.reason
+    state.waits.append(
+        Wait(
+            reason=event.reason,
+            at=event.at,
+            seq=state.version + 1,
+            after_steps=len(state.step_order),
+            detail=event.detail,
+            prompt=event.prompt,
+            action=event.action,
+            digest=event.digest,
+            timeout_at=event.timeout_at,
+            require_approver=event.require_approver,
+        )
+    )
+
+
+def _answer(state: Execution, answer: Answer) -> None:
+    """Record the answer on the wait it ends (a Paused execution's resume
+    answers nothing)."""
+    if state.state is S.WAITING and state.waits:
+        state.waits[-1] = msgspec.structs.replace(state.waits[-1], answer=answer)
 
 
 def _input_received(state: Execution, event: Any) -> None:
     state.received_inputs.append(event.input)
+    _answer(
+        state,
+        Answer(
+            at=event.at,
+            input=event.input,
+            approver=event.approver,
+            digest=event.digest,
+            signature=event.signature,
+            denied=event.denied,
+            reason=event.reason,
+            timed_out=event.timed_out,
+        ),
+    )
+
+
+def _resumed(state: Execution, event: Any) -> None:
+    _answer(state, Answer(at=event.at))
 
 
 def _value_recorded(state: Execution, event: Any) -> None:
     state.recorded_values.append(
         RecordedValue(event.kind, event.value, len(state.step_order), event.call)
     )
+
+
+def _input_replaced(state: Execution, event: Any) -> None:
+    state.replaced_inputs[event.call] = event.input
 
 
 def _completed(state: Execution, event: Any) -> None:
@@ -256,10 +303,11 @@ _CHANGES: dict[type[ev.Event], Callable[[Execution, Any], None] | None] = {
     ev.StepFailed: _apply_step_end,
     ev.StepSkipped: _apply_step_end,
     ev.ExecutionPaused: _paused,
-    ev.ExecutionResumed: None,
+    ev.ExecutionResumed: _resumed,
     ev.ExecutionWaiting: _waiting,
     ev.InputReceived: _input_received,
     ev.ValueRecorded: _value_recorded,
+    ev.StepInputReplaced: _input_replaced,
     ev.ExecutionCompleted: _completed,
     ev.ExecutionFailed: _failed,
     ev.ExecutionCancelled: _cancelled,

@@ -7,6 +7,7 @@ sort by creation second. Tenant ids are names that users choose.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -72,6 +73,22 @@ def _parse(value: object, prefix: str, kind: str) -> str:
 def new_execution_id() -> ExecutionId:
     """Generate a new execution id (``exec_…``)."""
     return ExecutionId(EXECUTION_PREFIX + new_body())
+
+
+def derived_execution_id(parent_id: str, call: str) -> ExecutionId:
+    """A child execution's id, derived from its parent's id and the identity
+    of the call that runs it, so a resumed parent finds its child again.
+
+    The body keeps the parent's creation second (ids still sort by time),
+    then 16 bytes of SHA-256 over the parent id and the call identity.
+    """
+    parent_body = _parse(parent_id, EXECUTION_PREFIX, "execution")[
+        len(EXECUTION_PREFIX) :
+    ]
+    timestamp = _decode_base62(parent_body) >> 128
+    digest = hashlib.sha256(f"{parent_id}\0{call}".encode()).digest()[:16]
+    value = (timestamp << 128) | int.from_bytes(digest, "big")
+    return ExecutionId(EXECUTION_PREFIX + _encode_base62(value))
 
 
 def new_step_id() -> StepId:

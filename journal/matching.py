@@ -177,6 +177,7 @@ class Matcher:
             if self.live:
                 return None
             raise self._no_record(call, name, callable_id, payload)
+        frame.answered(record.call)
         produced = {"name": name, "callable_id": callable_id}
         where = self._position(record)
         if record.callable_id != callable_id or record.name != name:
@@ -189,7 +190,7 @@ class Matcher:
                     recorded_value=value_view(bytes(record.input)),
                     produced_step=produced,
                     produced_value=value_view(payload),
-                    call=call if frame.explicit else None,
+                    call=call,
                 )
             )
         recorded_input = self._value(record, "input", record.input)
@@ -203,7 +204,7 @@ class Matcher:
                     recorded_value=value_view(recorded_input),
                     produced_step=produced,
                     produced_value=value_view(payload),
-                    call=call if frame.explicit else None,
+                    call=call,
                 )
             )
         return record
@@ -223,7 +224,7 @@ class Matcher:
                 reason=reason,
                 produced_step={"name": name, "callable_id": callable_id},
                 produced_value=value_view(payload),
-                call=call if "t" in call else None,
+                call=call,
             )
         )
 

@@ -321,6 +321,35 @@ class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
 
 
+class Answer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How a wait was answered: input, approval, denial or timeout."""
+
+    at: datetime
+    input: msgspec.Raw = NULL
+    approver: str | None = None
+    digest: str | None = None
+    signature: str | None = None
+    denied: bool = False
+    reason: str | None = None
+    timed_out: bool = False
+
+
+class Wait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One time the execution waited (`journal.wait_for`), and its answer."""
+
+    reason: WaitReason
+    at: datetime
+    seq: int
+    after_steps: int = 0
+    detail: str | None = None
+    prompt: str | None = None
+    action: msgspec.Raw = NULL
+    digest: str | None = None
+    timeout_at: datetime | None = None
+    require_approver: bool = False
+    answer: Answer | None = None
+
+
 class Execution(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An execution, as rebuilt by folding its events."""
 
@@ -344,6 +373,9 @@ class Execution(msgspec.Struct, kw_only=True, omit_defaults=True):
     cancel_reason: str | None = None
     recorded_values: list[RecordedValue] = msgspec.field(default_factory=list)
     received_inputs: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    waits: list[Wait] = msgspec.field(default_factory=list)
+    #: Inputs a fork replaced, by call identity (see `journal.fork`).
+    replaced_inputs: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
     failed_step_count: int = 0
     version: int = 0
 

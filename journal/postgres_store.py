@@ -22,8 +22,10 @@ from journal.keys import Keyring
 from journal.postgres_pool import make_pool, split_url, translate
 from journal.retry import retry_call
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
 
+_LOG_DDL = log_ddl("BIGINT")
 _POSTGRES_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS journal_executions (
     exec_key BIGSERIAL PRIMARY KEY,
@@ -120,8 +122,13 @@ END $$""",
     "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_index_append_only()",
     "INSERT INTO journal_meta (name, value) VALUES ('layout', '2') "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    *_LOG_DDL,  # the store-wide log (journal.sql_log)
 ]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
+_LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
+_LOG_LOCK = "%s, hashtext(current_schema())"
+#: The channel a sequencer round notifies (``LISTEN journal_log``).
+LOG_CHANNEL = "journal_log"
 
 
 class PostgresStore(SQLStore):
@@ -131,6 +138,9 @@ class PostgresStore(SQLStore):
     query parameters (see `journal.postgres_pool`); they are removed before
     the URL reaches libpq.
     """
+
+    LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
+    SKIP_LOCKED = " SKIP LOCKED"
 
     P = "%s"
     LOCK_ROW = " FOR UPDATE"
@@ -179,6 +189,19 @@ class PostgresStore(SQLStore):
             self._create()  # a new store: needs DDL rights, once
         elif self.layout == 0:
             raise StoreError(f"{redact_url(self.url)} holds no journal tables")
+        elif self.layout >= LAYOUT:
+            self._add_log_tables()
+
+    def _add_log_tables(self) -> None:
+        """A store written before the log gets its tables on open."""
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT to_regclass('journal_log_pending') IS NOT NULL")
+            if cur.fetchone()[0]:
+                return
+        with self._transaction(write=True) as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+            for statement in _LOG_DDL:
+                cur.execute(statement)
 
     def _read_layout(self, cur: Any) -> int:
         """0: no journal tables; 1: a first-round store; else journal_meta's."""
@@ -311,6 +334,16 @@ class PostgresStore(SQLStore):
             return conn
 
         return retry_call(connect, self.retry_policy)
+
+    def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
+        if wait:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+            return True
+        cur.execute(f"SELECT pg_try_advisory_xact_lock({_LOG_LOCK})", (_LOG_LOCK_ID,))
+        return bool(cur.fetchone()[0])
+
+    def _notify_log(self, cur: Any) -> None:
+        cur.execute(f"NOTIFY {LOG_CHANNEL}")
 
     def close(self) -> None:
         self._pool.close()

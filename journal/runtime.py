@@ -26,10 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from journal import events as ev
+from journal.approvals import wait_digest
 from journal.calls import call_key, current_step_key
 from journal.context import Frame, enter
+from journal.divergence import Divergence
 from journal.errors import FlowDefinitionError, InvalidTransitionError, JournalError
 from journal.failures import StepError, error_from
+from journal.ids import derived_execution_id
 from journal.matching import Matcher, Stop
 from journal.model import (
     CallableType,
@@ -45,6 +49,7 @@ from journal.model import (
     StepType,
 )
 from journal.schema import canonical
+from journal.waits import WaitRequest, answer, differs
 
 if TYPE_CHECKING:
     from journal.commands import ExecutionHandle
@@ -117,6 +122,7 @@ class Run(Matcher):
         self.sleep = sleep
         self.child_runner = child_runner
         self.journal_failure: JournalError | None = None
+        self.waits_seen = 0
         self.finished = False
         self._lock = threading.RLock()
 
@@ -173,6 +179,9 @@ class Run(Matcher):
             self._declared(lambda: self.flow.check_step(step))
         call = frame.next_call()
         payload = step.signature.encode_args(args, kwargs)
+        replaced = self.replaced_input(call)
+        if replaced is not None:  # a fork gave this call another input
+            payload, args, kwargs = replaced, (), step.signature.decode_args(replaced)
         first = self.find(frame, call, step.name, step.callable_id, payload)
         if first is None:
             return self._live(frame, step, call, payload, args, kwargs)
@@ -297,13 +306,16 @@ class Run(Matcher):
         self,
         frame: Frame,
         step: StepDef,
+        call: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         if step.flow is not self.flow:
             self._declared(lambda: self.flow.check_step(step))
-        call = frame.next_call()
         payload = step.signature.encode_args(args, kwargs)
+        replaced = self.replaced_input(call)
+        if replaced is not None:  # a fork gave this call another input
+            payload, args, kwargs = replaced, (), step.signature.decode_args(replaced)
         first = self.find(frame, call, step.name, step.callable_id, payload)
         if first is None:
             return await self._live_async(frame, step, call, payload, args, kwargs)
@@ -453,6 +465,74 @@ class Run(Matcher):
             )
         return step.signature.decode_output(output)
 
+    def replaced_input(self, call: str) -> bytes | None:
+        """The input a fork recorded for `call` instead of the entry's."""
+        known = self.handle.state if self.handle is not None else self.record
+        if known is None or not known.replaced_inputs:
+            return None
+        found = known.replaced_inputs.get(call)
+        return None if found is None else bytes(found)
+
+    # --- waits ---------------------------------------------------------------
+
+    def wait_for(self, frame: Frame, request: WaitRequest) -> Any:
+        """Answer a `journal.wait_for` from the record (a resume appended its
+        answer before going on), or record the wait and halt the run: it ends
+        Waiting, and the process may exit."""
+        if frame.step is not None:
+            raise RuntimeError("journal.wait_for() cannot be called inside a step")
+        with self._lock:
+            ordinal = self.waits_seen
+            self.waits_seen += 1
+        known = self.handle.state if self.handle is not None else self.record
+        waits = known.waits if known is not None else []
+        execution_id = known.id if known is not None else ""
+        digest = wait_digest(
+            execution_id,
+            ordinal,
+            request.reason.value,
+            request.prompt,
+            request.action,
+        )
+        if ordinal < len(waits):
+            wait = waits[ordinal]
+            why = differs(wait, request, digest)
+            if why is not None:
+                raise self.diverge(Divergence(index=self._end(), reason=why))
+            if wait.answer is None:
+                raise Halt if self.live else self.end_of_record()
+            return answer(wait.answer, request.type_)
+        if not self.live:
+            if self.open_ended:
+                raise self.end_of_record()
+            raise self.diverge(
+                Divergence(
+                    index=self._end(),
+                    reason=f"journal.wait_for({request.reason.value}) was called, "
+                    "but the record has no further wait",
+                )
+            )
+        self._record_wait(request, digest)
+        raise Halt
+
+    def _record_wait(self, request: WaitRequest, digest: str) -> None:
+        from journal.application import utc_now
+
+        now = utc_now()
+        deadline = now + request.timeout if request.timeout is not None else None
+        with self._write() as handle:
+            handle.record(
+                ev.ExecutionWaiting(
+                    at=now,
+                    reason=request.reason,
+                    prompt=request.prompt,
+                    action=msgspec.Raw(request.action),
+                    digest=digest,
+                    timeout_at=deadline,
+                    require_approver=request.require_approver,
+                )
+            )
+
     # --- helpers and children ----------------------------------------------
 
     def draw_value(
@@ -469,7 +549,7 @@ class Run(Matcher):
             return msgspec.json.decode(recorded, type=type_)
         raw = canonical(make())
         with self._write() as handle:
-            handle.record_value(kind, msgspec.Raw(raw), call=frame.stored_call(call))
+            handle.record_value(kind, msgspec.Raw(raw), call=frame.stored_value(call))
         return msgspec.json.decode(raw, type=type_)
 
     def run_child(
@@ -488,6 +568,12 @@ class Run(Matcher):
             for attempt in self.attempts(record):
                 self.answer_effect(attempt)
             self.release(record)
+            if self.live and record.state is StepState.RUNNING:
+                # The process died while the child ran: the child (found
+                # again by its derived id) is resumed or returned.
+                return self._live_child(
+                    frame, child, call, payload, args, kwargs, step_id=record.id
+                )
             return self.recorded_outcome(None, record, None, signature)
         return self._live_child(frame, child, call, payload, args, kwargs)
 
@@ -499,25 +585,31 @@ class Run(Matcher):
         payload: bytes,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
+        step_id: StepId | None = None,
     ) -> Any:
         assert self.handle is not None
         assert self.child_runner is not None
         signature = child.require_entry()
-        with self._write() as handle:
-            step_id: StepId = handle.start_step(
-                child.name,
-                StepType.GRAPH_NODE,
-                input=msgspec.Raw(payload),
-                parent_step_id=frame.step,
-                callable_id=child.name,
-                callable_type=CallableType.FLOW,
-                call=frame.stored_call(call),
-            )
+        if step_id is None:
+            with self._write() as handle:
+                step_id = handle.start_step(
+                    child.name,
+                    StepType.GRAPH_NODE,
+                    input=msgspec.Raw(payload),
+                    parent_step_id=frame.step,
+                    callable_id=child.name,
+                    callable_type=CallableType.FLOW,
+                    call=frame.stored_call(call),
+                )
         started = time.perf_counter()
         link = ParentLink(
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
-        result = self.child_runner(child, self.handle.journal, args, kwargs, link)
+        child_id = derived_execution_id(self.handle.id, call)
+        result = self.child_runner(
+            child, self.handle.journal, args, kwargs, link, child_id
+        )
         if result.error is None and result.state.value == "Completed":
             with self._write() as handle:
                 handle.complete_step(

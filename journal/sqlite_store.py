@@ -16,6 +16,7 @@ from typing import Any
 from journal.errors import ConflictError, StoreBusyError, StoreError
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
+from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore
 
 LOCK_TIMEOUT_ENV = "JOURNAL_LOCK_TIMEOUT_MS"
@@ -106,6 +107,9 @@ BEGIN SELECT RAISE(ABORT,
 INSERT INTO journal_meta (name, value) VALUES ('layout', '2')
     ON CONFLICT (name) DO UPDATE SET value = excluded.value;
 """
+# The store-wide log (journal.sql_log): created with a store, or on first open
+# of one written before it.
+_SQLITE_LOG = "".join(f"{statement};\n" for statement in log_ddl("INTEGER"))
 _SQLITE_MIGRATE_COLUMNS = (
     "ALTER TABLE journal_executions ADD COLUMN genesis BLOB",
     "ALTER TABLE journal_executions ADD COLUMN key_id TEXT",
@@ -163,11 +167,14 @@ class SQLiteStore(SQLStore):
             self.layout = self._read_layout()
             if self.layout == 0 and create:
                 self._conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} COMMIT;"
+                    f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} "
+                    f"{_SQLITE_LOG} COMMIT;"
                 )
                 self.layout = LAYOUT
             elif self.layout == 0:
                 raise StoreError(f"{self.path} is not a journal (no journal tables)")
+            elif self.layout >= LAYOUT:
+                self._add_log_tables()
         except sqlite3.DatabaseError as e:
             if self._conn_open() and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
@@ -180,6 +187,19 @@ class SQLiteStore(SQLStore):
             f"{self.path}: the database is locked by another writer; waited "
             f"{self.lock_timeout_ms} ms (JOURNAL_LOCK_TIMEOUT_MS)"
         )
+
+    def _add_log_tables(self) -> None:
+        """A store written before the log gets its tables (a read-only file
+        is left alone: it is not written to, so it has nothing to number)."""
+        found = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_pending'"
+        ).fetchone()
+        if found[0] == 0:
+            try:
+                self._conn.executescript(f"BEGIN IMMEDIATE; {_SQLITE_LOG} COMMIT;")
+            except sqlite3.OperationalError:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
 
     def _conn_open(self) -> bool:
         return getattr(self, "_conn", None) is not None
@@ -218,7 +238,7 @@ class SQLiteStore(SQLStore):
         ]
         try:
             self._conn.executescript(
-                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} COMMIT;"
+                f"BEGIN IMMEDIATE; {' '.join(added)} {_SQLITE_V2} {_SQLITE_LOG} COMMIT;"
             )
         except sqlite3.DatabaseError as e:
             if self._conn.in_transaction:

@@ -44,11 +44,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from journal.census import Census, Orphan, first_event_tenant
 from journal.errors import ConflictError, StoreError
 from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.retry import retried
 from journal.sql_leases import SQLLeases
+from journal.sql_log import SQLLog
 from journal.store import (
     Head,
     History,
@@ -80,7 +82,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(SQLLeases, Store):
+class SQLStore(SQLLeases, SQLLog, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder
@@ -238,6 +240,7 @@ class SQLStore(SQLLeases, Store):
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
+        self._mark_unlogged(cur, key)  # journal.sql_log numbers them later
 
     def _key(self, cur: Any, execution_id: str, tenant_id: str) -> int | None:
         cur.execute(
@@ -391,6 +394,36 @@ class SQLStore(SQLLeases, Store):
         with self._transaction(write=False) as cur:
             cur.execute(self._q(sql), params)
             return [self._summary_from(row) for row in cur.fetchall()]
+
+    @retried
+    def census(self, tenant_id: str) -> Census:
+        # From the events' own key to the executions row by its primary key:
+        # neither the time index nor the tenant index is consulted.
+        found = (
+            "SELECT k.exec_key, k.events, x.execution_id, x.tenant_id FROM "
+            "(SELECT exec_key, count(*) AS events FROM journal_events "
+            "GROUP BY exec_key) k "
+            "LEFT JOIN journal_executions x ON x.exec_key = k.exec_key "
+            "ORDER BY k.exec_key"
+        )
+        first = "SELECT payload FROM journal_events WHERE exec_key = ? AND seq = 1"
+        ids: list[str] = []
+        orphans: list[Orphan] = []
+        with self._snapshot() as cur:
+            cur.execute(found)
+            for key, events, execution_id, owner in cur.fetchall():
+                if execution_id is not None:
+                    if owner == tenant_id:
+                        ids.append(str(execution_id))
+                    continue
+                cur.execute(self._q(first), [key])
+                row = cur.fetchone()
+                tenant = (
+                    None if row is None else first_event_tenant(unpack(_blob(row[0])))
+                )
+                if tenant in (None, tenant_id):
+                    orphans.append(Orphan(int(key), tenant, int(events)))
+        return Census(tuple(ids), tuple(orphans))
 
     @retried
     def save_snapshot(

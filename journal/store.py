@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from journal.census import Census
 from journal.chain import (
     HMAC_SHA256,
     SHA256,
@@ -45,6 +46,7 @@ from journal.chain import Row as Row  # re-exported: stores speak in rows
 from journal.errors import ConflictError, ExecutionNotFoundError, SigningKeyError
 from journal.keys import SIGNING_KEY_ENV, Keyring
 from journal.leases import Lease, LeaseStore, MemoryLeases
+from journal.log import LogStore, MemoryLog
 from journal.retry import RetryPolicy
 
 
@@ -333,7 +335,7 @@ def advanced(
     return sign(moved, keyring, signed_by=summary.key_id, store_signed=store_signed)
 
 
-class Store(LeaseStore, ABC):
+class Store(LeaseStore, LogStore, ABC):
     """What every backend provides; see the module docstring."""
 
     url: str
@@ -416,6 +418,14 @@ class Store(LeaseStore, ABC):
         is written.
         """
 
+    def census(self, tenant_id: str) -> Census:
+        """This tenant's executions as the events table holds them, found
+        without the time index (see `journal.census`). A store with no
+        separate index answers from its executions."""
+        where = ListFilter()
+        ids = [s.execution_id for s in self.list_summaries(tenant_id, where)]
+        return Census(tuple(ids))
+
     def close(self) -> None:
         """Release connections."""
 
@@ -453,12 +463,25 @@ class _MemoryExecution:
     topics: list[str | None] = field(default_factory=list)
     snapshots: dict[int, bytes] = field(default_factory=dict)
 
+    @property
+    def tenant_id(self) -> str:
+        return self.summary.tenant_id
 
-class MemoryStore(MemoryLeases, Store):
+    @property
+    def execution_id(self) -> str:
+        return self.summary.execution_id
+
+    def event(self, index: int) -> tuple[str | None, bytes, bytes, int]:
+        row = self.rows[index]
+        return self.topics[index], row.payload, row.hash, row.seq
+
+
+class MemoryStore(MemoryLeases, MemoryLog, Store):
     """A store in this process's memory: for tests and examples."""
 
     def __init__(self, url: str = "memory://", keyring: Keyring | None = None) -> None:
         MemoryLeases.__init__(self)
+        MemoryLog.__init__(self)
         self.url = url
         self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
@@ -495,6 +518,7 @@ class MemoryStore(MemoryLeases, Store):
             target.rows.extend(rows)
             target.topics.extend(topics or [None] * len(rows))
             self._executions[summary.execution_id] = target
+            self._log_appended(target, len(target.rows) - len(rows), len(rows))
             return new
 
     def _signed(self) -> bool:
@@ -592,11 +616,11 @@ class MemoryStore(MemoryLeases, Store):
             signed = self._signed()
             for history in to_write.values():
                 summary = sign_imported(self.keyring, history.summary, signed)
-                self._executions[history.summary.execution_id] = _MemoryExecution(
-                    summary,
-                    list(history.rows),
-                    [None] * len(history.rows),
+                written = _MemoryExecution(
+                    summary, list(history.rows), [None] * len(history.rows)
                 )
+                self._executions[history.summary.execution_id] = written
+                self._log_appended(written, 0, len(history.rows))
             return list(to_write)
 
     def _insert_stored(
@@ -626,6 +650,7 @@ class MemoryStore(MemoryLeases, Store):
                 target.rows.extend(rows)
                 target.topics.extend(e.topic for e in events)
                 self._executions[execution_id] = target
+                self._log_appended(target, len(target.rows) - len(rows), len(rows))
 
     def _select_stored(
         self, execution_id: str, tenant_id: str, gt: int | None, lte: int | None

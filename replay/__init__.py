@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from replay.replayer import replay as replay
     from replay.replayer import replay_all as replay_all
+    from replay.replayer import replay_async as replay_async
     from replay.replayer import replay_events as replay_events
     from replay.replayer import replay_file as replay_file
     from replay.report import BatchResult as BatchResult
@@ -34,6 +35,7 @@ _HOMES = {
     "Verdict": "replay.report",
     "replay": "replay.replayer",
     "replay_all": "replay.replayer",
+    "replay_async": "replay.replayer",
     "replay_events": "replay.replayer",
     "replay_file": "replay.replayer",
 }
@@ -46,6 +48,7 @@ __all__ = [
     "Verdict",
     "replay",
     "replay_all",
+    "replay_async",
     "replay_events",
     "replay_file",
 ]

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ from journal.errors import (
     ChainIntegrityError,
     ImportFormatError,
     InvalidTransitionError,
+    JournalError,
     NondeterminismError,
     ReplayError,
     SchemaMismatchError,
@@ -90,6 +93,29 @@ def replay(
         started=started,
     )
     return _finish(result, raise_on_failure)
+
+
+async def replay_async(
+    journal_: Journal,
+    execution_id: str,
+    flows: Iterable[Flow] = (),
+    *,
+    raise_on_failure: bool = False,
+    fold_only: bool = False,
+) -> ReplayResult:
+    """`replay` for callers inside a running event loop.
+
+    The replay runs on a worker thread with an event loop of its own (an
+    async flow's entry needs one), so the caller's loop keeps serving.
+    """
+    return await asyncio.to_thread(
+        replay,
+        journal_,
+        execution_id,
+        list(flows),
+        raise_on_failure=raise_on_failure,
+        fold_only=fold_only,
+    )
 
 
 def replay_events(
@@ -223,13 +249,10 @@ def replay_file(
         if not files:
             # An empty folder replays nothing: never a silent pass in CI.
             raise ImportFormatError(f"{path}: no *.jsonl file in this folder")
-        results = [
-            result
-            for file in files
-            for result in replay_file(
-                file, flows, keyring=keyring, fold_only=fold_only
-            ).results
-        ]
+        results: list[ReplayResult] = []
+        for file in files:
+            one = functools.partial(_file_results, file, flows, keyring, fold_only)
+            results.extend(_each(str(file), one))
         return BatchResult(tuple(results), _ms(started))
     try:
         lines = path.read_bytes().splitlines()
@@ -280,14 +303,51 @@ def replay_all(
 ) -> BatchResult:
     """Replay every execution of this tenant that `where` selects.
 
-    Continues past failures; each execution gets its own verdict.
+    Continues past every per-execution failure: a failing verdict, and
+    also an execution that cannot be read at all (a decode or store error),
+    which gets the verdict `error` naming what went wrong.
     """
     started = time.perf_counter()
     flows = list(flows)
     results = []
     for summary in journal_.list(where):
-        result = replay(journal_, summary.execution_id, flows, fold_only=fold_only)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        execution_id = summary.execution_id
+        one = functools.partial(_replayed, journal_, execution_id, flows, fold_only)
+        for result in _each(execution_id, one):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
     return BatchResult(tuple(results), _ms(started))
+
+
+def _file_results(
+    path: Path, flows: list[Flow], keyring: Keyring | None, fold_only: bool
+) -> Sequence[ReplayResult]:
+    return replay_file(path, flows, keyring=keyring, fold_only=fold_only).results
+
+
+def _replayed(
+    journal_: Journal, execution_id: str, flows: list[Flow], fold_only: bool
+) -> Sequence[ReplayResult]:
+    return (replay(journal_, execution_id, flows, fold_only=fold_only),)
+
+
+def _each(
+    name: str, run: Callable[[], Sequence[ReplayResult]]
+) -> Sequence[ReplayResult]:
+    """The results of one member of a batch, or one `error` result saying
+    why it could not be replayed (the batch goes on)."""
+    started = time.perf_counter()
+    try:
+        return run()
+    except Exception as e:  # any failure of one member must not stop the batch
+        message = str(e) if isinstance(e, JournalError) else f"{type(e).__name__}: {e}"
+        return (
+            ReplayResult(
+                verdict=Verdict.ERROR,
+                execution_id=name if name.startswith("exec_") else "?",
+                message=message or type(e).__name__,
+                source=None if name.startswith("exec_") else name,
+                duration_ms=_ms(started),
+            ),
+        )

@@ -21,6 +21,9 @@ class Verdict(enum.StrEnum):
     SCHEMA_MISMATCH = "schema_mismatch"
     DIVERGED = "diverged"
     NOT_RERUN = "not_rerun"
+    #: In a batch: this execution (or file) could not be read at all (a
+    #: decode or store error); the batch went on with the others.
+    ERROR = "error"
 
 
 class Outcome(enum.StrEnum):

@@ -170,8 +170,26 @@ EVENTS: dict[type[ev.Event], st.SearchStrategy[ev.Event]] = {
         at=utc_datetimes,
         reason=wait_reasons,
         detail=optional_text,
+        prompt=optional_text,
+        action=raw_values,
+        digest=optional_text,
+        timeout_at=st.none() | utc_datetimes,
+        require_approver=st.booleans(),
     ),
-    ev.InputReceived: st.builds(ev.InputReceived, at=utc_datetimes, input=raw_values),
+    ev.InputReceived: st.builds(
+        ev.InputReceived,
+        at=utc_datetimes,
+        input=raw_values,
+        approver=optional_text,
+        digest=optional_text,
+        signature=optional_text,
+        denied=st.booleans(),
+        reason=optional_text,
+        timed_out=st.booleans(),
+    ),
+    ev.StepInputReplaced: st.builds(
+        ev.StepInputReplaced, at=utc_datetimes, call=short_text, input=raw_values
+    ),
     ev.ValueRecorded: st.builds(
         ev.ValueRecorded,
         at=utc_datetimes,

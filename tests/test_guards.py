@@ -89,6 +89,8 @@ def test_a_postgres_role_without_ddl_rights_records_and_verifies(
         f"{schema}.journal_leases TO {role}",
         f"GRANT SELECT, INSERT ON {schema}.journal_schemas, {schema}.journal_meta "
         f"TO {role}",
+        # A writer marks its execution for the store-wide log's next round.
+        f"GRANT SELECT, INSERT ON {schema}.journal_log_pending TO {role}",
     ]
     with psycopg.connect(server_url(), autocommit=True) as admin:
         for statement in grants:

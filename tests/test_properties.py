@@ -100,6 +100,8 @@ def _candidate(draw: st.DrawFn, tag: str, at: datetime, step_id: StepId) -> ev.E
         return ev.InputReceived(at=at, input=draw(raw_values))
     if tag == "ValueRecorded":
         return ev.ValueRecorded(at=at, kind="random", value=draw(raw_values))
+    if tag == "StepInputReplaced":
+        return ev.StepInputReplaced(at=at, call="0", input=draw(raw_values))
     if tag == "ExecutionCompleted":
         return ev.ExecutionCompleted(at=at, output=draw(raw_values))
     if tag == "ExecutionFailed":

@@ -245,6 +245,11 @@ CASES: list[tuple[str, Pair, tuple[str, ...]]] = [
         ),
     ),
     (
+        "rename='camel' where no wire name changes",
+        via_return(struct([("total", int)]), struct([("total", int)], rename="camel")),
+        (),
+    ),
+    (
         "Struct options that do not reach the wire",
         via_return(
             fields_ab(),
@@ -264,6 +269,11 @@ CASES: list[tuple[str, Pair, tuple[str, ...]]] = [
         "a tag value",
         via_return(fields_ab(tag="v1"), fields_ab(tag="v2")),
         ("refund.fetch_order output: tag 'v1' -> 'v2'",),
+    ),
+    (
+        "a tag field",
+        via_return(fields_ab(tag="v1"), fields_ab(tag="v1", tag_field="kind")),
+        ("refund.fetch_order output: tag_field 'type' -> 'kind'",),
     ),
     (
         "a class name that is the tag",

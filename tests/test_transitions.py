@@ -48,6 +48,7 @@ ExecutionResumed    -   -   -   Ru  Ru  -   -   -
 ExecutionWaiting    -   -   Wa  -   -   -   -   -
 InputReceived       -   -   -   -   Ru  -   -   -
 ValueRecorded       -   -   =   -   -   -   -   -
+StepInputReplaced   -   -   =   -   -   -   -   -
 ExecutionCompleted  -   -   Co  -   -   -   -   -
 ExecutionFailed     Fa  Fa  Fa  Fa  Fa  -   -   -
 ExecutionCancelled  Ca  Ca  Ca  Ca  Ca  -   -   -
@@ -147,6 +148,9 @@ EVENT_FOR: dict[str, Callable[[], ev.Event]] = {
     "InputReceived": lambda: ev.InputReceived(at=at(9), input=msgspec.Raw(b'"ok"')),
     "ValueRecorded": lambda: ev.ValueRecorded(
         at=at(9), kind="random", value=msgspec.Raw(b"0.5")
+    ),
+    "StepInputReplaced": lambda: ev.StepInputReplaced(
+        at=at(9), call="0", input=msgspec.Raw(b'{"x":1}')
     ),
     "ExecutionCompleted": lambda: ev.ExecutionCompleted(at=at(9)),
     "ExecutionFailed": lambda: ev.ExecutionFailed(at=at(9), error=ERROR),

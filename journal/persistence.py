@@ -1,0 +1,324 @@
+"""An eventsourcing persistence module over the journal's store-wide log.
+
+Select it like eventsourcing's own ``sqlite`` and ``postgres`` modules::
+
+    PERSISTENCE_MODULE=journal.persistence
+    JOURNAL_DB=sqlite:///journal.db      # or postgresql://…, or memory://NAME
+
+(eventsourcing also reads each variable prefixed with the upper-cased
+application or projection name, e.g. ``SEALER_JOURNAL_DB``). Then
+eventsourcing's ``ApplicationSubscription``, ``Projection`` and
+``ProjectionRunner`` follow the journal unchanged: the application recorder
+is the log (`journal.log`; notification ids are positions), a tracking
+recorder keeps one row per follower in the same store, and the mapper hands
+a projection a `LoggedEvent` (execution id, sequence, link and event).
+``memory://NAME`` is one named store per process, so a runner that builds
+its own application from the environment reaches the same one.
+
+Subscriptions run a sequencer round (`journal.sql_log`) and read. On
+PostgreSQL they also ``LISTEN`` to the channel a round notifies, so a round
+run by another process wakes them; whatever wakes them, they catch up by
+reading, so a lost notification only delays them by one poll interval
+(`POLL_SECONDS`). Writers never ``NOTIFY``: PostgreSQL serialises the commits
+of notifying transactions, which would put back the store-wide lock that
+writers of different executions must not share.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    Mapper,
+    Notification,
+    ProcessRecorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+    Transcoder,
+)
+
+from journal.codec import decode
+from journal.errors import ConflictError
+from journal.events import Event
+from journal.log import LogEntry
+from journal.recorder import RecordConflictError, StoreRecorder
+from journal.store import Store, tag_from_payload
+from journal.urls import DEFAULT_URL, open_store
+
+__all__ = [
+    "POLL_SECONDS",
+    "JournalFactory",
+    "JournalLog",
+    "JournalNotification",
+    "LogMapper",
+    "LogRecorder",
+    "LoggedEvent",
+    "StoreTrackingRecorder",
+]
+
+#: How often a subscription runs a sequencer round when nothing wakes it.
+POLL_SECONDS = 0.05
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class JournalNotification(Notification):
+    """A notification that also carries the tenant and the chain link."""
+
+    tenant_id: str
+    link: bytes
+    generic: bool
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """What a projection receives: one event at its place in the log.
+
+    ``event`` is None for events written through eventsourcing's generic
+    interface (their bytes are in ``payload``).
+    """
+
+    position: int
+    tenant_id: str
+    execution_id: str
+    seq: int
+    link: bytes
+    payload: bytes
+    event: Event | None
+
+
+def _notification(entry: LogEntry) -> JournalNotification:
+    return JournalNotification(
+        originator_id=entry.execution_id,
+        originator_version=entry.seq,
+        topic=entry.topic or tag_from_payload(entry.payload),
+        state=entry.payload,
+        id=entry.position,
+        tenant_id=entry.tenant_id,
+        link=entry.link,
+        generic=entry.topic is not None,
+    )
+
+
+class LogRecorder(StoreRecorder, ApplicationRecorder):
+    """The store-wide log as eventsourcing's application recorder."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        super().insert_events(stored_events, **kwargs)
+        self.store.sequence_log(wait=True)
+        # One insert's events of one execution were numbered as one range.
+        first: dict[str, tuple[int, int]] = {}
+        positions = []
+        for stored in stored_events:
+            execution_id, seq = str(stored.originator_id), stored.originator_version
+            if execution_id not in first:
+                position = self.store.position_of(execution_id, seq)
+                if position is None:  # pragma: no cover - a waiting round numbers all
+                    raise RecordConflictError(
+                        f"{execution_id} seq {seq} has no position"
+                    )
+                first[execution_id] = (position, seq)
+            position, first_seq = first[execution_id]
+            positions.append(position + seq - first_seq)
+        return positions
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        self.store.sequence_log()
+        after = (start or 1) - 1 if inclusive_of_start else (start or 0)
+        entries = self.store.read_log(after, limit, stop=stop, topics=topics)
+        return [_notification(entry) for entry in entries]
+
+    def max_notification_id(self) -> int | None:
+        self.store.sequence_log()
+        return self.store.max_position()
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return LogSubscription(self, gt=gt, topics=topics)
+
+
+class LogSubscription(Subscription[LogRecorder]):
+    """Follows the log: a sequencer round and a read, then waits to be woken
+    (PostgreSQL: by a round's NOTIFY) or for the next poll."""
+
+    def __init__(
+        self, recorder: LogRecorder, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> None:
+        super().__init__(recorder, gt=gt, topics=topics)
+        self._stopping = threading.Event()
+        self._pending: deque[Notification] = deque()
+        self._listening = threading.Lock()
+        self._listener = _listener_for(recorder.store)
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopping.set()
+        with self._listening:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    def __next__(self) -> Notification:
+        while not self._has_been_stopped:
+            if not self._pending:
+                self._pending.extend(self._fetch())
+            if self._pending:
+                found = self._pending.popleft()
+                self._last_notification_id = found.id
+                return found
+            self._wait()
+        raise StopIteration
+
+    def _fetch(self) -> Sequence[Notification]:
+        return self._recorder.select_notifications(
+            self._last_notification_id or 0,
+            _PAGE,
+            topics=self._topics,
+            inclusive_of_start=False,
+        )
+
+    def _wait(self) -> None:
+        with self._listening:
+            if self._listener is not None:
+                self._listener.wait(POLL_SECONDS)
+                return
+        self._stopping.wait(POLL_SECONDS)
+
+
+class _Listener:
+    """A PostgreSQL connection that LISTENs to the sequencer's channel.
+
+    Opened by `PostgresStore.dedicated_connection` (outside the pool, with
+    the store's retry policy; the journal's own URL parameters removed).
+    """
+
+    def __init__(self, conn: Any, channel: str) -> None:
+        self._conn = conn
+        self._conn.execute(f"LISTEN {channel}")
+
+    def wait(self, timeout: float) -> None:
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _listener_for(store: Store) -> _Listener | None:
+    from journal.postgres_store import LOG_CHANNEL, PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return _Listener(store.dedicated_connection(), LOG_CHANNEL)
+    return None
+
+
+class StoreTrackingRecorder(TrackingRecorder):
+    """eventsourcing's tracking recorder: one row per follower in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        try:
+            self.store.insert_tracking(
+                tracking.application_name, tracking.notification_id
+            )
+        except ConflictError as e:
+            raise RecordConflictError(str(e)) from e
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return self.store.max_tracking_id(application_name)
+
+
+class _NoTranscoder(Transcoder):
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+class LogMapper(Mapper[str]):
+    """Maps a notification of the log to a `LoggedEvent`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(transcoder=_NoTranscoder())
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        raise NotImplementedError("journal events are written by the journal")
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        if not isinstance(stored_event, JournalNotification):
+            raise TypeError("the log mapper reads the journal's notifications")
+        generic = stored_event.generic
+        where = f"{stored_event.originator_id} seq {stored_event.originator_version}: "
+        return LoggedEvent(
+            position=stored_event.id,
+            tenant_id=stored_event.tenant_id,
+            execution_id=str(stored_event.originator_id),
+            seq=stored_event.originator_version,
+            link=stored_event.link,
+            payload=stored_event.state,
+            event=None if generic else decode(stored_event.state, where=where),
+        )
+
+
+class JournalFactory(InfrastructureFactory[TrackingRecorder]):
+    """eventsourcing's infrastructure factory for a journal store."""
+
+    JOURNAL_DB = "JOURNAL_DB"
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.store = open_store(self.env.get(self.JOURNAL_DB) or DEFAULT_URL)
+
+    def mapper(
+        self, transcoder: Transcoder | None = None, mapper_class: Any = None
+    ) -> Mapper[Any]:
+        return LogMapper()
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        return StoreRecorder(self.store)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return LogRecorder(self.store)
+
+    def tracking_recorder(
+        self, tracking_recorder_class: type[TrackingRecorder] | None = None
+    ) -> TrackingRecorder:
+        cls = tracking_recorder_class or StoreTrackingRecorder
+        return cls(self.store)  # type: ignore[call-arg]
+
+    def process_recorder(self) -> ProcessRecorder:
+        raise NotImplementedError("the journal has no process recorder")
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class JournalLog(Application[str]):
+    """The journal seen as an eventsourcing application: follow it with
+    ``ProjectionRunner(application_class=JournalLog, …)``."""
+
+    name = "journal"

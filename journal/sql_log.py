@@ -1,0 +1,275 @@
+"""The store-wide log in the SQL backends (see `journal.log` for the design).
+
+Writers append events without a position; in the same transaction they mark
+the execution in ``journal_log_pending`` (one row per execution, whatever
+the number of appends). A *sequencer* round, run by whoever reads the log,
+numbers what has committed since the last round: for each pending execution
+it gives the events after ``journal_log_heads.logged_seq`` one range of
+positions after the largest so far, in execution-key order, moves
+``logged_seq`` and removes the mark, all in one transaction. Rounds are
+serialised (SQLite: the write lock; PostgreSQL: an advisory lock a round
+*tries*, so a busy sequencer is never waited for). A round only sees
+committed rows and locks the execution rows it numbers (skipping those a
+writer holds: they are numbered next round), so every position it hands out
+is above every position a follower can already have read: nothing is filled
+in behind a follower, however late a writer commits. Writers of different
+executions share no lock; a round and a writer of the same execution wait
+for each other at most one short transaction.
+
+``journal_log`` holds one row per numbered range: ``position`` (the first
+position), the execution's key and the range of sequence numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from journal.errors import ConflictError
+from journal.log import LogEntry
+from journal.packing import unpack
+
+
+def log_ddl(key_type: str) -> tuple[str, ...]:
+    """The log's tables; `key_type` is the position column's type (SQLite's
+    ``INTEGER`` makes it the rowid: no second index)."""
+    return (
+        "CREATE TABLE IF NOT EXISTS journal_log ("
+        f"position {key_type} PRIMARY KEY, "
+        "exec_key BIGINT NOT NULL, "
+        "first_seq BIGINT NOT NULL, "
+        "last_seq BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS journal_log_pending (exec_key BIGINT PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS journal_log_heads ("
+        "exec_key BIGINT PRIMARY KEY, "
+        "logged_seq BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS journal_tracking ("
+        "application_name TEXT PRIMARY KEY, "
+        "notification_id BIGINT NOT NULL)",
+    )
+
+
+_PENDING = (
+    "SELECT p.exec_key, (SELECT min(e.seq) FROM journal_events e "
+    "WHERE e.exec_key = p.exec_key AND e.seq > coalesce(h.logged_seq, -1)), "
+    "x.head_seq FROM journal_log_pending p "
+    "JOIN journal_executions x ON x.exec_key = p.exec_key "
+    "LEFT JOIN journal_log_heads h ON h.exec_key = p.exec_key "
+    "ORDER BY p.exec_key"
+)
+_LAST_RANGE = (
+    "SELECT position, exec_key, first_seq, last_seq FROM journal_log "
+    "ORDER BY position DESC LIMIT 1"
+)
+_LAST_POSITION = (
+    "SELECT position + last_seq - first_seq FROM journal_log "
+    "ORDER BY position DESC LIMIT 1"
+)
+_ENTRIES = (
+    "SELECT l.position + e.seq - l.first_seq AS pos, x.tenant_id, x.execution_id, "
+    "e.seq, e.topic, e.payload, e.hash FROM journal_log l "
+    "JOIN journal_executions x ON x.exec_key = l.exec_key "
+    "JOIN journal_events e ON e.exec_key = l.exec_key "
+    "AND e.seq >= l.first_seq AND e.seq <= l.last_seq "
+    "WHERE l.position >= (SELECT coalesce(max(position), 0) FROM journal_log "
+    "WHERE position <= ?) AND l.position + e.seq - l.first_seq > ?"
+)
+
+
+class SQLLog:
+    """The log methods of `journal.sqlstore.SQLStore`."""
+
+    LOCK_OF_EXECUTIONS = ""  # locks the execution rows a round numbers
+    SKIP_LOCKED = ""
+
+    def _transaction(self, write: bool) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
+        """Serialise sequencer rounds; False if another round is running."""
+        return True
+
+    def _notify_log(self, cur: Any) -> None:
+        """Tell listening followers that positions were handed out."""
+
+    def _mark_unlogged(self, cur: Any, key: int) -> None:
+        """Inside a write: the execution has events the log has not numbered."""
+        cur.execute(
+            self._q(
+                "INSERT INTO journal_log_pending (exec_key) VALUES (?) "
+                "ON CONFLICT (exec_key) DO NOTHING"
+            ),
+            (key,),
+        )
+
+    def sequence_log(self, *, wait: bool = False) -> int:
+        """Number what has committed since the last round; return how many.
+
+        With ``wait`` the round waits for a running round and for writers
+        holding an execution row, instead of leaving them to the next one.
+        """
+        if not wait and not self._has_unlogged():
+            return 0
+        with self._transaction(write=True) as cur:
+            if not self._sequencer_lock(cur, wait):
+                return 0
+            locking = self.LOCK_OF_EXECUTIONS + ("" if wait else self.SKIP_LOCKED)
+            cur.execute(_PENDING + locking)
+            found_rows = cur.fetchall()
+            pending = [row for row in found_rows if row[1] is not None]
+            stale = [(row[0],) for row in found_rows if row[1] is None]
+            cur.executemany(
+                self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"), stale
+            )
+            if not pending:
+                return 0
+            cur.execute(_LAST_RANGE)
+            last = cur.fetchone()
+            position = (last[0] + last[3] - last[2] if last else 0) + 1
+            ranges = []
+            for key, first, head in pending:
+                ranges.append((position, key, first, head))
+                position += head - first + 1
+            self._record_ranges(cur, ranges, last)
+            self._notify_log(cur)
+        return sum(last - first + 1 for _, _, first, last in ranges)
+
+    def _record_ranges(
+        self, cur: Any, ranges: list[tuple[int, int, int, int]], last: Any
+    ) -> None:
+        """Store the round's ranges; a range that continues the last one (same
+        execution, next sequence) extends it instead: one busy execution
+        followed closely costs one row, not one per round."""
+        updates = [(key, head) for _, key, _, head in ranges]
+        if last is not None and (last[1], last[3] + 1) == ranges[0][1:3]:
+            cur.execute(
+                self._q("UPDATE journal_log SET last_seq = ? WHERE position = ?"),
+                (ranges[0][3], last[0]),
+            )
+            ranges = ranges[1:]
+        cur.executemany(
+            self._q(
+                "INSERT INTO journal_log (position, exec_key, first_seq, last_seq) "
+                "VALUES (?, ?, ?, ?)"
+            ),
+            ranges,
+        )
+        cur.executemany(
+            self._q(
+                "INSERT INTO journal_log_heads (exec_key, logged_seq) VALUES (?, ?) "
+                "ON CONFLICT (exec_key) DO UPDATE SET logged_seq = excluded.logged_seq"
+            ),
+            updates,
+        )
+        cur.executemany(
+            self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"),
+            [(key,) for key, _ in updates],
+        )
+
+    def _has_unlogged(self) -> bool:
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT 1 FROM journal_log_pending LIMIT 1")
+            return cur.fetchone() is not None
+
+    def read_log(
+        self,
+        after: int,
+        limit: int,
+        *,
+        stop: int | None = None,
+        tenant_id: str | None = None,
+        topics: Sequence[str] = (),
+        journal_only: bool = False,
+    ) -> list[LogEntry]:
+        """Entries with positions above `after` (see `journal.store.Store`)."""
+        sql = _ENTRIES
+        params: list[Any] = [after + 1, after]
+        if stop is not None:
+            sql += " AND l.position + e.seq - l.first_seq <= ?"
+            params.append(stop)
+        if tenant_id is not None:
+            sql += " AND x.tenant_id = ?"
+            params.append(tenant_id)
+        if journal_only:
+            sql += " AND e.topic IS NULL"
+        if topics:
+            sql += f" AND e.topic IN ({', '.join('?' * len(topics))})"
+            params.extend(topics)
+        with self._transaction(write=False) as cur:
+            cur.execute(self._q(sql + " ORDER BY pos LIMIT ?"), [*params, limit])
+            fetched = cur.fetchall()
+        return [_entry(row) for row in fetched]
+
+    def max_position(self) -> int | None:
+        """The largest position handed out, or None before the first."""
+        with self._transaction(write=False) as cur:
+            cur.execute(_LAST_POSITION)
+            found = cur.fetchone()
+        return None if found is None else int(found[0])
+
+    def position_of(self, execution_id: str, seq: int) -> int | None:
+        """The position of one event, if it has been numbered."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._q(
+                    "SELECT l.position + ? - l.first_seq FROM journal_log l "
+                    "JOIN journal_executions x ON x.exec_key = l.exec_key "
+                    "WHERE x.execution_id = ? AND l.first_seq <= ? AND l.last_seq >= ?"
+                ),
+                (seq, execution_id, seq, seq),
+            )
+            found = cur.fetchone()
+        return None if found is None else int(found[0])
+
+    def insert_tracking(self, application_name: str, notification_id: int) -> None:
+        """Record that `application_name` has processed up to `notification_id`."""
+        with self._transaction(write=True) as cur:
+            self._insert_tracking(cur, application_name, notification_id)
+
+    def _insert_tracking(
+        self, cur: Any, application_name: str, notification_id: int
+    ) -> None:
+        cur.execute(
+            self._q(
+                "INSERT INTO journal_tracking (application_name, notification_id) "
+                "VALUES (?, ?) ON CONFLICT (application_name) DO UPDATE "
+                "SET notification_id = excluded.notification_id "
+                "WHERE journal_tracking.notification_id < excluded.notification_id "
+                "RETURNING notification_id"
+            ),
+            (application_name, notification_id),
+        )
+        if cur.fetchone() is None:
+            raise ConflictError(
+                f"{application_name} has already processed past {notification_id}"
+            )
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The largest position `application_name` recorded, or None."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._q(
+                    "SELECT notification_id FROM journal_tracking "
+                    "WHERE application_name = ?"
+                ),
+                (application_name,),
+            )
+            found = cur.fetchone()
+        return None if found is None else int(found[0])
+
+
+def _entry(row: Sequence[Any]) -> LogEntry:
+    position, tenant_id, execution_id, seq, topic, payload, link = row
+    return LogEntry(
+        int(position),
+        tenant_id,
+        execution_id,
+        int(seq),
+        topic,
+        unpack(bytes(payload)),
+        bytes(link),
+    )
