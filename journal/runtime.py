@@ -607,9 +607,15 @@ class Run(Matcher):
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
         child_id = derived_execution_id(self.handle.id, call)
-        result = self.child_runner(
-            child, self.handle.journal, args, kwargs, link, child_id
-        )
+        try:
+            result = self.child_runner(
+                child, self.handle.journal, args, kwargs, link, child_id
+            )
+        except JournalError as e:
+            # The child's journal failure ends this run too, whatever the
+            # entry's own ``except`` does with it.
+            self.journal_failure = self.journal_failure or e
+            raise
         if result.error is None and result.state.value == "Completed":
             with self._write() as handle:
                 handle.complete_step(
