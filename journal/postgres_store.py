@@ -13,6 +13,7 @@ head. Lock and statement timeouts raise `StoreBusyError` (exit 12).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -153,6 +154,7 @@ class PostgresStore(SQLStore):
         self._conninfo, self.settings = split_url(url)
         self.retry_policy = self.settings.retry
         self._pool = make_pool(self._conninfo, self.settings)
+        self._local = threading.local()  # the connection of an open transaction
         self._open_pool()
         try:
             retry_call(lambda: self._prepare(create), self.retry_policy)
@@ -246,13 +248,23 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
+        """One transaction on a pooled connection. A transaction opened
+        inside another one on the same thread joins it (a savepoint on the
+        same connection), as with a single connection: it never waits on
+        locks its own outer transaction holds."""
+        outer = getattr(self._local, "conn", None)
+        if outer is not None:
+            with self._nested(outer) as cur:
+                yield cur
+            return
         conn = self._checked_connection()
+        self._local.conn = conn
         committing = False
         try:
-            with conn.cursor() as cur:
-                yield cur
-            committing = True
-            conn.commit()
+            with conn.transaction():  # BEGIN now: a nested block is a savepoint
+                with conn.cursor() as cur:
+                    yield cur
+                committing = True  # leaving the block sends COMMIT
         except BaseException as error:
             _rollback_quietly(conn)
             mapped = self._mapped(error, committing=committing)
@@ -260,7 +272,19 @@ class PostgresStore(SQLStore):
                 raise
             raise mapped from error
         finally:
+            self._local.conn = None
             self._pool.putconn(conn)
+
+    @contextmanager
+    def _nested(self, conn: Any) -> Iterator[Any]:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except BaseException as error:
+            mapped = self._mapped(error, committing=False)
+            if mapped is error:
+                raise
+            raise mapped from error
 
     def _checked_connection(self) -> Any:
         """A pooled connection; with ``health_check``, one that answered.
