@@ -14,9 +14,12 @@ import datetime
 import json
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +200,20 @@ def bench_replay(
             met,
         )
         if n == max(steps):
+            with journal.open(url) as j:
+                async_id = ours.record_async_flow(j, n)
+                mine_async = ours.replay_in_process(
+                    j, async_id, repeat, ours.bench_async_flow
+                )
+            entry["async_s"] = mine_async
+            table.add(
+                f"re-run replay {n:,} async steps in-process",
+                _ms(mine_async),
+                f"the same steps, sync: {_ms(mine)}",
+                mine_async / mine,
+                "≤ 2x the sync replay",
+                mine_async / mine <= 2,
+            )
             whole = ours.replay_cli(url, execution_id, repeat)
             entry["cli_s"] = whole
             ratio = met = None
@@ -269,9 +286,16 @@ def bench_append(
 def bench_postgres(
     table: Table, n: int, have: dict[str, bool], raw: dict[str, Any]
 ) -> None:
+    with fresh_postgres_schema(PG_URL) as url:
+        _bench_postgres(url, table, n, have, raw)
+
+
+def _bench_postgres(
+    url: str, table: Table, n: int, have: dict[str, bool], raw: dict[str, Any]
+) -> None:
     import journal
 
-    with journal.open(PG_URL, tenant=f"tenant_bench{os.getpid()}") as j:
+    with journal.open(url, tenant=f"tenant_bench{os.getpid()}") as j:
         batched = ours.append_batched(j, n)
         single = ours.append_single(j, min(n, 1000))
     raw["append_postgres"] = {"batched_s": batched, "single_s": single}
@@ -289,13 +313,12 @@ def bench_postgres(
     rates: dict[int, float] = {}
     stock: dict[int, float] = {}
     for writers in (1, 4, 8):
-        rates[writers] = ours.concurrent_writers(PG_URL, writers, 400)
+        rates[writers] = ours.concurrent_writers(url, writers, 400)
         if have["es_stock"]:
             from benchmarks.anchors import es_postgres
 
             stock[writers] = es_postgres.concurrent_writers(PG_URL, writers, 400)
     raw["postgres_writers"] = {"ours": rates, "eventsourcing_stock": stock}
-    _drop_bench_rows(PG_URL)
     table.add(
         "concurrent writers, one execution each (PostgreSQL)",
         ", ".join(f"{w}: {r:,.0f}/s" for w, r in rates.items()),
@@ -315,24 +338,23 @@ def bench_postgres(
         )
 
 
-def _drop_bench_rows(url: str) -> None:
-    """Leave the shared database as it was: the benchmark's tenants and
-    eventsourcing's benchmark schema go (raw SQL: the journal has no delete)."""
+@contextmanager
+def fresh_postgres_schema(url: str) -> Iterator[str]:
+    """A schema of this run's own (the journal never deletes: the run's
+    store is dropped whole afterwards, with eventsourcing's benchmark
+    schema); yields a URL whose ``search_path`` is that schema."""
     import psycopg
 
+    schema = f"journal_bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(url, autocommit=True) as conn:
-        keys = (
-            "SELECT exec_key FROM journal_executions WHERE starts_with(tenant_id, %s)"
-        )
-        for table in ("journal_events", "journal_snapshots"):
-            conn.execute(
-                f"DELETE FROM {table} WHERE exec_key IN ({keys})", ("tenant_bench",)
-            )
-        conn.execute(
-            "DELETE FROM journal_executions WHERE starts_with(tenant_id, %s)",
-            ("tenant_bench",),
-        )
-        conn.execute("DROP SCHEMA IF EXISTS es_bench CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS es_bench CASCADE")
 
 
 def bench_storage(

@@ -26,7 +26,7 @@ from cli.views import (
 
 if TYPE_CHECKING:
     from journal.application import Journal, RecordedEvent
-    from journal.model import Execution
+    from journal.model import Execution, Wait
     from journal.store import Summary
 
 DEFAULT_LIMIT = 50
@@ -97,9 +97,26 @@ def print_execution(app: App, execution: Execution, head: int) -> None:
             ("deadline", wait["timeout_at"]),
             ("approver", "required" if wait["require_approver"] else None),
         ]
+    fields += [("answer", answer_text(w)) for w in execution.waits if w.answer]
     for name, value in fields:
         text = "-" if value is None else compact(value, 100)
         app.out.line(f"{name:<10} {text}")
+
+
+def answer_text(wait: Wait) -> str:
+    """How a wait was answered, in one line: who, what, when."""
+    answer = wait.answer
+    assert answer is not None
+    at = short_time(answer.at)
+    if answer.timed_out:
+        return f"seq {wait.seq}: timed out ({at})"
+    if answer.denied:
+        return f"seq {wait.seq}: denied by {answer.approver} ({at}): {answer.reason}"
+    who = f" by {answer.approver}" if answer.approver else ""
+    signed = ", signed" if answer.signature else ""
+    # The full digest is in --json; its start is enough to tell them apart.
+    digest = f", digest {answer.digest[:19]}…" if answer.digest else ""
+    return f"seq {wait.seq}: approved{who} ({at}{signed}{digest})"
 
 
 def print_steps(app: App, execution: Execution) -> None:

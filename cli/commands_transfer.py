@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,12 @@ def _writer() -> str:
 
 
 def export(
-    app: App, execution_id: str, output: Path | None, format_: str = "jsonl"
+    app: App,
+    execution_id: str,
+    output: Path | None,
+    format_: str = "jsonl",
+    *,
+    proof: bool = False,
 ) -> None:
     from journal.export import export_lines
 
@@ -70,7 +75,8 @@ def export(
             app.out.note(f"journal: wrote the OTLP/JSON trace to {output}")
         return
     with app.open() as journal_:
-        lines = list(export_lines(journal_, execution_id))
+        proofs = _ledger_proofs(journal_) if proof else None
+        lines = list(export_lines(journal_, execution_id, proofs=proofs))
     if output is None:
         click.echo(b"".join(lines), nl=False)
         return
@@ -92,6 +98,21 @@ def export(
         f"wrote {len(headers)} execution(s), {events} events, to {output} "
         f"(head {headers[0]['head']})"
     )
+
+
+def _ledger_proofs(journal_: Any) -> Callable[[str], bytes]:
+    """Each exported execution's ledger proof (`journal.proofs`)."""
+    from journal.errors import StoreError
+
+    ledger_proof = getattr(journal_.store, "ledger_proof", None)
+    if ledger_proof is None:
+        raise StoreError("--proof needs a SQLite or PostgreSQL store with a ledger")
+    tenant = journal_.tenant_id
+
+    def proofs(execution_id: str) -> bytes:
+        return bytes(ledger_proof(tenant, execution_id))
+
+    return proofs
 
 
 def import_(app: App, files: tuple[Path, ...]) -> None:
@@ -149,12 +170,20 @@ def register(group: click.Group) -> None:
         help="jsonl: journal-export/1, verifiable and importable; "
         "otlp: an OpenTelemetry OTLP/JSON trace (export only).",
     )
+    @click.option(
+        "--proof",
+        is_flag=True,
+        help="Add each execution's ledger leaf, inclusion proof and signed "
+        "checkpoint to its header (check with verify --file --pubkey).",
+    )
     def export_command(
-        app: App, execution_id: str, output: Path | None, format_: str
+        app: App, execution_id: str, output: Path | None, format_: str, proof: bool
     ) -> None:
         """Export an execution and its children (journal-export/1 JSONL, or an
         OTLP/JSON trace with --format otlp)."""
-        export(app, execution_id, output, format_)
+        if proof and format_ != "jsonl":
+            raise click.UsageError("--proof goes with --format jsonl")
+        export(app, execution_id, output, format_, proof=proof)
 
     @command(group, "import")
     @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))

@@ -47,7 +47,24 @@ def verify_all(app: App, journal_: Journal, where: Any, census: bool) -> int:
     for orphan in () if found is None else found.orphans:
         codes.append(INDEX_EXIT)
         results.append(_result(f"key {orphan.key}", error=orphan.describe()))
+    codes += check_ledger(journal_, results)
     return _print(app, results, max(codes))
+
+
+def check_ledger(journal_: Journal, results: list[dict[str, Any]]) -> list[int]:
+    """The store against the ledger (if it has one): each sealed head must
+    still be in the store (not deleted, truncated or rewritten), and the
+    stored leaves must give every checkpoint's root. Returns exit codes."""
+    audit = getattr(journal_.store, "ledger_audit", None)
+    problems = [] if audit is None else audit(journal_.tenant_id)
+    by_id = {r["execution_id"]: r for r in results}
+    for execution_id, problem in problems:
+        error = f"ledger: {problem}"
+        if execution_id in by_id and by_id[execution_id]["ok"]:
+            by_id[execution_id].update(ok=False, error=error)
+        elif execution_id not in by_id:
+            results.append(_result(execution_id, error=error))
+    return [INDEX_EXIT] if problems else []
 
 
 def _print(app: App, results: list[dict[str, Any]], code: int) -> int:
@@ -94,16 +111,19 @@ def verify_one(journal_: Journal, execution_id: str, codes: list[int]) -> Any:
     return _result(execution_id, events=head[0], head=format_head(*head))
 
 
-def verify_file(app: App, path: Path) -> None:
+def verify_file(app: App, path: Path, pubkey: Path | None = None) -> None:
     """``verify --file``: every block's chain, genesis, head and fold; the
-    head MAC where the keyring holds its key."""
+    head MAC where the keyring holds its key; with ``--pubkey``, every
+    block's ledger proof (checkpoint signature, inclusion, sealed head)."""
     from journal.export import read_blocks
 
+    verifier = None if pubkey is None else _verifier(pubkey)
     blocks = read_blocks(path, app.keyring())
     results: list[dict[str, Any]] = []
     for block in blocks:
         header = block.header
         mac = "checked" if block.mac_checked else "not checked"
+        sealed = None if verifier is None else _check_sealed(block, verifier)
         results.append(
             {
                 "execution_id": header.execution_id,
@@ -116,6 +136,7 @@ def verify_file(app: App, path: Path) -> None:
                     "key_id": header.key_id,
                     "mac": mac if header.key_id else None,
                 },
+                "ledger": sealed,
             }
         )
     if app.out.json_mode:
@@ -130,6 +151,39 @@ def verify_file(app: App, path: Path) -> None:
             "green",
         )
         app.out.line(f"head {result['head']}")
+        if result["ledger"] is not None:
+            app.out.line(
+                f"sealed at {result['ledger']['head_seq']} in checkpoint "
+                f"{result['ledger']['tree_size']}: inclusion proof and signature ok"
+            )
+
+
+def _verifier(pubkey: Path) -> Any:
+    from journal.errors import ImportFormatError
+    from journal.signednote import Verifier
+
+    try:
+        return Verifier.from_vkey(pubkey.read_text())
+    except OSError as exc:
+        raise ImportFormatError(f"cannot read {pubkey}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ImportFormatError(f"{pubkey}: not a verifier key: {exc}") from exc
+
+
+def _check_sealed(block: Any, verifier: Any) -> dict[str, Any]:
+    """A block's ledger proof, checked offline (exit 6 naming what failed)."""
+    from journal.proofs import check_proof
+
+    header = block.header
+    record, checkpoint = check_proof(
+        bytes(header.proofs),
+        tenant_id=header.tenant_id,
+        execution_id=header.execution_id,
+        flow=header.flow,
+        rows=block.rows,
+        verifier=verifier,
+    )
+    return {"head_seq": record.head_seq, "tree_size": checkpoint.size}
 
 
 def check_later(app: App, execution_id: str, head: str) -> str:
@@ -159,6 +213,12 @@ def register(group: click.Group) -> None:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Check an export file (journal-export/1 or /2); no store is opened.",
     )
+    @click.option(
+        "--pubkey",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --file: the ledger's verifier key; check every block's "
+        "ledger proof too (export --proof).",
+    )
     def verify_command(
         app: App,
         execution_id: str | None,
@@ -170,6 +230,7 @@ def register(group: click.Group) -> None:
         limit: int | None,
         expect_head: tuple[int, bytes] | None,
         export_file: Path | None,
+        pubkey: Path | None,
     ) -> None:
         """Walk the hash chain and check the index row against it and the
         fold; print the head (N:HEX) to check it later.
@@ -185,8 +246,10 @@ def register(group: click.Group) -> None:
                 raise click.UsageError(
                     "--flow/--state/--since/--until/--limit need --all"
                 )
-            verify_file(app, export_file)
+            verify_file(app, export_file, pubkey)
             return
+        if pubkey is not None:
+            raise click.UsageError("--pubkey goes with --file")
         if (execution_id is None) == (not all_):
             raise click.UsageError("give an EXECUTION_ID or --all (not both)")
         if all_ and expect_head is not None:

@@ -116,6 +116,8 @@ def _register() -> None:
         commands_continue,
         commands_control,
         commands_demo,
+        commands_ledger,
+        commands_log,
         commands_read,
         commands_replay,
         commands_report,
@@ -135,6 +137,8 @@ def _register() -> None:
         commands_continue,
         commands_report,
         commands_store,
+        commands_log,
+        commands_ledger,
     ):
         module.register(cli)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import msgspec
 from journal import codec
 from journal import events as ev
 from journal.binding import cheap_status, decode_rows, summarize, verify_history
-from journal.chain import ChainPoint, Genesis, genesis_preimage
+from journal.chain import ChainPoint, Genesis, genesis_preimage, parse_genesis
 from journal.errors import (
     ChainIntegrityError,
     EventDecodeError,
@@ -117,7 +118,11 @@ class Journal:
         self.snapshot_every = snapshot_every
         self._stored_schemas: dict[str, bytes] = {}  # written by this journal
         #: How often a run's heartbeat renews its lease (seconds).
-        self.heartbeat_every_s = HEARTBEAT_EVERY_S
+        self.heartbeat_every_s = float(
+            os.environ.get("JOURNAL_HEARTBEAT_S") or HEARTBEAT_EVERY_S
+        )
+        #: The time-to-live this journal's leases get (None: three heartbeats).
+        self.lease_ttl_s: float | None = None
 
     def __enter__(self) -> Journal:
         return self
@@ -177,7 +182,29 @@ class Journal:
         _, events, state = verify_history(
             found.summary, found.rows, self.store.keyring, expect_head=expect_head
         )
+        self._check_points(found.summary)
         return VerifiedHistory(found.summary, found.rows, events, state)
+
+    def _check_points(self, summary: Summary) -> None:
+        """The parent head and fork origin the genesis names are links of
+        those chains, where they are stored in this tenant."""
+        if summary.genesis is None:
+            return
+        genesis = parse_genesis(summary.genesis, summary.execution_id)
+        for role, point in (("parent", genesis.parent), ("origin", genesis.origin)):
+            if point is None or point.seq is None or point.link is None:
+                continue
+            rows = self.store.load_rows(
+                point.execution_id, self.tenant_id, point.seq - 1, point.seq
+            )
+            if rows and rows[0].hash.hex() != point.link:
+                raise ChainIntegrityError(
+                    f"{summary.execution_id}: the genesis names {role} "
+                    f"{point.execution_id} at seq {point.seq} with link "
+                    f"{point.link[:16]}…, but that event's link is "
+                    f"{rows[0].hash.hex()[:16]}…",
+                    seq=1,
+                )
 
     def verify(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
@@ -272,6 +299,7 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
+        codec.check_raw_values(str(after.id), new, payloads)
         summary = summarize(after)
         if expected == 0:
             summary = replace(summary, genesis=self.genesis_for(summary, origin))
@@ -377,12 +405,17 @@ class Journal:
         self, execution_id: str, *, stale_after_s: float = STALE_AFTER_S
     ) -> Lease | None:
         """Take an execution's lease for this process, if no live holder
-        has it (one not renewed for `stale_after_s` is taken over)."""
+        has it: one released, or not renewed for `stale_after_s` nor within
+        its holder's time-to-live, is taken over with the next token."""
+        ttl_s = self.lease_ttl_s
+        if ttl_s is None:
+            ttl_s = 3 * self.heartbeat_every_s
         return self.store.acquire_lease(
             parse_execution_id(execution_id),
             self.tenant_id,
             new_owner(),
             int(stale_after_s * 1000),
+            int(ttl_s * 1000),
         )
 
     # --- commands (see journal.commands) ---------------------------------

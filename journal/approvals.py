@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,8 +31,11 @@ from journal.errors import ApprovalRefusedError, SigningKeyError
 from journal.model import Wait, is_null
 from journal.schema import canonical
 
+if TYPE_CHECKING:
+    from journal.waits import WaitRequest
 
-def wait_digest(
+
+def digest_of(
     execution_id: str, ordinal: int, reason: str, prompt: str | None, action: bytes
 ) -> str:
     """The digest an approval of this wait must name."""
@@ -44,6 +47,13 @@ def wait_digest(
         "reason": reason,
     }
     return "sha256:" + hashlib.sha256(canonical(document)).hexdigest()
+
+
+def wait_digest(execution_id: str, ordinal: int, request: WaitRequest) -> str:
+    """The digest of the `ordinal`-th `wait_for` of an execution."""
+    return digest_of(
+        execution_id, ordinal, request.reason.value, request.prompt, request.action
+    )
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,21 @@ class Checkpoint:
 
 
 def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> str:
-    """Return ``checkpoint`` as a note signed by ``signer`` (named as its origin).
+    """Return ``checkpoint`` as a note signed by ``signer`` (named as its
+    origin, or as the origin's first part).
 
     Raises:
         ValueError: the signer's name is not the checkpoint's origin.
     """
-    if signer.name != checkpoint.origin:
+    if not _under(checkpoint.origin, signer.name):
         raise ValueError(f"key {signer.name!r} does not sign log {checkpoint.origin!r}")
     return sign_note(checkpoint.text, signer)
+
+
+def _under(origin: str, key_name: str) -> bool:
+    """A log's key signs its own origin and the logs named under it
+    (``<key name>/<tenant>``: one key, one tree per tenant)."""
+    return origin == key_name or origin.startswith(key_name + "/")
 
 
 def open_checkpoint(note: str, verifier: Verifier) -> Checkpoint:
@@ -76,7 +83,7 @@ def open_checkpoint(note: str, verifier: Verifier) -> Checkpoint:
             not the verifier key's name.
     """
     checkpoint = Checkpoint.parse(open_note(note, verifier))
-    if checkpoint.origin != verifier.name:
+    if not _under(checkpoint.origin, verifier.name):
         raise LedgerIntegrityError(
             f"checkpoint of log {checkpoint.origin!r} is not signed for that log"
         )

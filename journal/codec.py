@@ -8,13 +8,13 @@ chain, never change).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import msgspec
 
 from journal.errors import EventDecodeError
-from journal.events import AnyEvent, Event
+from journal.events import AnyEvent, Event, tag_of
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyEvent)
@@ -85,3 +85,36 @@ def _decode_slow(payload: bytes, where: str, error: Exception) -> AnyEvent:
             except (msgspec.DecodeError, ValueError, TypeError) as e:
                 raise EventDecodeError(f"{where}cannot upcast event: {e}") from e
     raise EventDecodeError(f"{where}not a known event: {error}") from error
+
+
+def json_problem(raw: bytes) -> str | None:
+    """None if `raw` is exactly one JSON value, else what is wrong with it."""
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        return str(e)
+    return None
+
+
+def check_raw_values(
+    where: str, events: Sequence[Event], payloads: Sequence[bytes]
+) -> None:
+    """Refuse events whose raw values (inputs, outputs, recorded values) are
+    not JSON: the one check on the way into a store, so that no value handed
+    in unchecked can make a history undecodable.
+
+    Raises:
+        EventDecodeError: Naming `where`, the event's tag and the field.
+    """
+    for event, payload in zip(events, payloads, strict=True):
+        if json_problem(payload) is None:
+            continue
+        for name in event.__struct_fields__:
+            value = getattr(event, name)
+            if isinstance(value, msgspec.Raw):
+                problem = json_problem(bytes(value))
+                if problem is not None:
+                    raise EventDecodeError(
+                        f"{where}: {tag_of(event)}.{name} is not valid JSON ({problem})"
+                    )
+        raise EventDecodeError(f"{where}: {tag_of(event)} does not encode as JSON")

@@ -31,12 +31,13 @@ from journal.errors import (
     JournalError,
     NondeterminismError,
 )
-from journal.failures import StepError, error_from, same_error
+from journal.failures import error_from
 from journal.ids import ExecutionId, new_execution_id
 from journal.leases import Heartbeat
-from journal.model import Execution, ExecutionError, ExecutionState, ParentLink
+from journal.model import Execution, ParentLink
 from journal.runtime import STOPPED_BY_OPERATOR, Halt, Run, Stop
 from journal.schema import canonical
+from journal.wiring import check_entry_uses
 
 if TYPE_CHECKING:
     from journal.application import Journal
@@ -231,6 +232,7 @@ def continue_live(
     first one it lacks and all after go live through `handle`; the end is
     recorded. `record` must be an object of its own (``journal_.get(id)``),
     not ``handle.state``, which changes as events are appended."""
+    _check_wiring(flow, handle)
     run = Run(flow, record=record, handle=handle, child_runner=_child_runner)
     source = payload if payload is not None else bytes(handle.state.input)
     outcome = drive(run, _entry_kwargs(flow, source))
@@ -244,10 +246,20 @@ async def continue_live_async(
     payload: bytes | None = None,
 ) -> Execution:
     """`continue_live` for an async entry."""
+    _check_wiring(flow, handle)
     run = Run(flow, record=record, handle=handle, child_runner=_child_runner)
     source = payload if payload is not None else bytes(handle.state.input)
     outcome = await drive_async(run, _entry_kwargs(flow, source))
     return _end_live(run, handle, outcome)
+
+
+def _check_wiring(flow: Flow, handle: ExecutionHandle) -> None:
+    """An entry whose code names a flow or step it does not declare in
+    ``uses=`` fails the execution before any step is recorded."""
+    try:
+        check_entry_uses(flow)
+    except FlowDefinitionError as e:
+        _end_with_failure(handle, e)
 
 
 def _child_runner(
@@ -366,7 +378,7 @@ def _finish_replay(run: Run, outcome: Outcome) -> None:
     if run.divergence is None and not run.record_ended:
         try:
             run.check_all_consumed()
-            compare_end(run, outcome)
+            run.compare_end(outcome.output, outcome.failure)
         except Stop:
             pass
 
@@ -388,64 +400,3 @@ def run_sync(
     """Run an async flow's coroutine in a loop of its own (`Flow.run`)."""
     _no_running_loop(flow, "flow.run_async")
     return asyncio.run(coroutine())
-
-
-def compare_end(run: Run, outcome: Outcome) -> None:
-    """The entry's output (or error) and the end state must be the record's."""
-    recorded = run.record
-    assert recorded is not None
-    state = recorded.state
-    if state not in (ExecutionState.COMPLETED, ExecutionState.FAILED):
-        return  # recorded while still running (or cancelled): matched so far
-    if outcome.failure is None and outcome.output is not None:
-        produced = outcome.output
-        recorded_output = run.upcast_bytes(run.flow.name, "output", recorded.output)
-        if state is ExecutionState.COMPLETED and recorded_output == produced:
-            return
-        caught = run.caught_failure()
-        raise run.diverge(
-            Divergence(
-                index=len(recorded.step_order),
-                reason="the entry's output differs from the record"
-                if state is ExecutionState.COMPLETED
-                else f"{caught}, and completes"
-                if caught
-                else "the entry completed, but the record failed",
-                recorded_step={"execution": state.value},
-                recorded_value=_end_value(recorded),
-                produced_step={"execution": "Completed"},
-                produced_value=value_view(produced),
-            )
-        )
-    error = _error_of(outcome.failure)
-    if state is ExecutionState.FAILED and same_error(recorded.error, error):
-        return
-    raise run.diverge(
-        Divergence(
-            index=len(recorded.step_order),
-            reason="the entry failed differently from the record",
-            recorded_step={"execution": state.value},
-            recorded_value=_end_value(recorded),
-            produced_step={"execution": "Failed"},
-            produced_value=None
-            if error is None
-            else {"error": error.category.value, "message": error.message},
-        )
-    )
-
-
-def _error_of(failure: BaseException | None) -> ExecutionError | None:
-    if failure is None:
-        return None
-    if isinstance(failure, StepError):
-        return failure.error
-    return error_from(failure, "")
-
-
-def _end_value(recorded: Execution) -> Any:
-    if recorded.error is not None:
-        return {
-            "error": recorded.error.category.value,
-            "message": recorded.error.message,
-        }
-    return value_view(bytes(recorded.output))

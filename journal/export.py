@@ -21,7 +21,7 @@ chain) are still read, verified, imported and replayed.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -112,9 +112,14 @@ class Block:
 
 
 def export_lines(
-    journal_: Journal, execution_id: str, *, children: bool = True
+    journal_: Journal,
+    execution_id: str,
+    *,
+    children: bool = True,
+    proofs: Callable[[str], bytes] | None = None,
 ) -> Iterator[bytes]:
-    """Yield the JSONL lines (with newline) for an execution and its children."""
+    """Yield the JSONL lines (with newline) for an execution and its children
+    (with `proofs`, each header's ``proofs`` is ``proofs(execution_id)``)."""
     history = journal_.history(execution_id)
     summary = history.summary
     schema = None
@@ -137,13 +142,15 @@ def export_lines(
         children=[kid.execution_id for kid in kids] if children else [],
         **_chain_fields(summary),
     )
+    if proofs is not None:
+        header.proofs = msgspec.Raw(proofs(summary.execution_id))
     yield _line_encoder.encode(header) + b"\n"
     for row in history.rows:
         line = EventLine(seq=row.seq, hash=row.hash.hex(), payload=row.payload.decode())
         yield _line_encoder.encode(line) + b"\n"
     if children:
         for child in kids:
-            yield from export_lines(journal_, child.execution_id)
+            yield from export_lines(journal_, child.execution_id, proofs=proofs)
 
 
 def histories_with_children(

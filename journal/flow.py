@@ -97,6 +97,16 @@ class Signature:
                 raise TypeError(
                     f"{function.__qualname__}: *args/**kwargs cannot be journaled"
                 )
+            if p.annotation is inspect.Parameter.empty:
+                raise FlowDefinitionError(
+                    f"{function.__qualname__}: parameter {p.name!r} has no type "
+                    "annotation (the journal encodes and gates values by type)"
+                )
+        if python.return_annotation is inspect.Signature.empty:
+            raise FlowDefinitionError(
+                f"{function.__qualname__}: the return type is not annotated "
+                "(write -> None if it returns nothing)"
+            )
         return cls(
             parameters=params,
             param_types={p.name: hints.get(p.name, Any) for p in params},
@@ -281,6 +291,7 @@ class Flow:
         """Declare a journaled step (usable with or without arguments)."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            _refuse_generator(fn)
             step_name = name or fn.__name__
             definition = StepDef(
                 flow=self,
@@ -438,6 +449,16 @@ class Flow:
         return frame.run.run_child(frame, self, args, kwargs)
 
 
+def _refuse_generator(fn: Callable[..., Any]) -> None:
+    """A generator's body runs after the call returned: it cannot be a step."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise FlowDefinitionError(
+            f"{fn.__qualname__} is {kind}: a step must return its value (its "
+            "body would run after the step was recorded); return a list instead"
+        )
+
+
 def _step_caller(definition: StepDef) -> Callable[..., Any]:
     """The function a ``@flow.step`` decoration returns in place of `fn`."""
     fn = definition.function
@@ -454,6 +475,7 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
             call = frame.next_call()
             return frame.run.call_step_async(frame, definition, call, args, kwargs)
 
+        call_async.__journal_step__ = definition  # type: ignore[attr-defined]
         return call_async
 
     @functools.wraps(fn)
@@ -464,6 +486,7 @@ def _step_caller(definition: StepDef) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         return frame.run.call_step(frame, definition, args, kwargs)
 
+    call.__journal_step__ = definition  # type: ignore[attr-defined]
     return call
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 
 from journal.errors import LeaseLostError
 
-#: How often a running process renews its lease (seconds).
+#: How often a running process renews its lease (seconds); its lease's
+#: time-to-live is three times that. ``JOURNAL_HEARTBEAT_S`` overrides it.
 HEARTBEAT_EVERY_S = 5.0
 #: A lease not renewed for this long counts as dead (seconds).
 STALE_AFTER_S = 30.0
@@ -44,17 +45,22 @@ def new_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A lease as stored: owner (None once released), token, last heartbeat."""
+    """A lease as stored: owner (None once released), token, last heartbeat,
+    and the holder's own time-to-live (it renews well within it)."""
 
     execution_id: str
     tenant_id: str
     owner: str | None
     token: int
     heartbeat_ms: int
+    ttl_ms: int = 0
 
     def is_stale(self, stale_after_ms: int, at_ms: int) -> bool:
-        """True if released, or not renewed for `stale_after_ms`."""
-        return self.owner is None or at_ms - self.heartbeat_ms >= stale_after_ms
+        """True if released, or not renewed for `stale_after_ms` nor within
+        the holder's time-to-live (whichever is longer)."""
+        if self.owner is None:
+            return True
+        return at_ms - self.heartbeat_ms >= max(stale_after_ms, self.ttl_ms)
 
 
 def plan_acquire(
@@ -64,6 +70,7 @@ def plan_acquire(
     owner: str,
     stale_after_ms: int,
     at_ms: int,
+    ttl_ms: int = 0,
 ) -> Lease | None:
     """The lease row after an acquisition, or None if a live holder has it.
 
@@ -73,10 +80,12 @@ def plan_acquire(
     another tenant is never taken (the caller reports it as not found).
     """
     if found is None:
-        return Lease(execution_id, tenant_id, owner, 1, at_ms)
+        return Lease(execution_id, tenant_id, owner, 1, at_ms, ttl_ms)
     if found.tenant_id != tenant_id or not found.is_stale(stale_after_ms, at_ms):
         return None
-    return replace(found, owner=owner, token=found.token + 1, heartbeat_ms=at_ms)
+    return replace(
+        found, owner=owner, token=found.token + 1, heartbeat_ms=at_ms, ttl_ms=ttl_ms
+    )
 
 
 def check_fence(held: Lease, current: Lease | None) -> None:
@@ -97,10 +106,16 @@ class LeaseStore:
     """What a store provides for leases (mixed into every backend)."""
 
     def acquire_lease(
-        self, execution_id: str, tenant_id: str, owner: str, stale_after_ms: int
+        self,
+        execution_id: str,
+        tenant_id: str,
+        owner: str,
+        stale_after_ms: int,
+        ttl_ms: int = 0,
     ) -> Lease | None:
         """Take the lease if free, released or stale; None if a live holder
-        has it (or it belongs to another tenant)."""
+        has it (or it belongs to another tenant). `ttl_ms`: the new holder's
+        time-to-live (it renews within it)."""
         raise NotImplementedError
 
     def renew_lease(self, lease: Lease) -> bool:
@@ -125,12 +140,17 @@ class MemoryLeases(LeaseStore):
         self._leases: dict[str, Lease] = {}
 
     def acquire_lease(
-        self, execution_id: str, tenant_id: str, owner: str, stale_after_ms: int
+        self,
+        execution_id: str,
+        tenant_id: str,
+        owner: str,
+        stale_after_ms: int,
+        ttl_ms: int = 0,
     ) -> Lease | None:
         with self._lock:
             found = self._leases.get(execution_id)
             new = plan_acquire(
-                found, execution_id, tenant_id, owner, stale_after_ms, now_ms()
+                found, execution_id, tenant_id, owner, stale_after_ms, now_ms(), ttl_ms
             )
             if new is not None:
                 self._leases[execution_id] = new

@@ -14,12 +14,11 @@ cannot swallow it) unwinds the entry.
 from __future__ import annotations
 
 import asyncio
-import heapq
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from journal.context import Frame, join
+from journal.context import Frame
 from journal.divergence import Divergence, step_view, value_view
 from journal.errors import FlowDefinitionError
 from journal.failures import StepError, error_from, same_error
@@ -27,20 +26,16 @@ from journal.ids import StepId
 from journal.model import (
     Execution,
     ExecutionState,
-    RetryPolicy,
     Step,
     StepState,
     is_null,
 )
 from journal.record import RecordIndex
 from journal.schema import canonical
+from journal.turns import Turns
 
 if TYPE_CHECKING:
     from journal.flow import Flow, Signature, StepDef, ValueUpcaster
-
-#: Rounds of the event loop a concurrent answer waits for a call that
-#: ended before it in the record before deciding that call is not coming.
-PATIENCE = 64
 
 
 class Stop(BaseException):
@@ -55,39 +50,6 @@ def produced_view(step: StepDef, state: str) -> dict[str, Any]:
         "step_type": step.step_type,
         "state": state,
     }
-
-
-class Turns:
-    """Releases concurrent answers in the order the record ended them."""
-
-    def __init__(self, keys: list[int]) -> None:
-        self.heap = list(keys)
-        heapq.heapify(self.heap)
-        self.done: set[int] = set()
-        self.progress = 0
-
-    def _head(self) -> int | None:
-        while self.heap and self.heap[0] in self.done:
-            heapq.heappop(self.heap)
-        return self.heap[0] if self.heap else None
-
-    def release(self, key: int | None) -> None:
-        if key is not None:
-            self.done.add(key)
-            self.progress += 1
-
-    async def wait(self, key: int | None) -> None:
-        """Wait until every call that ended before `key` was answered."""
-        stalled, seen = 0, self.progress
-        while key is not None and (head := self._head()) is not None and head < key:
-            if self.progress != seen:
-                stalled, seen = 0, self.progress
-            stalled += 1
-            if stalled > PATIENCE:  # that call is not coming (cancelled first)
-                self.release(head)
-                continue
-            await asyncio.sleep(0)
-        self.release(key)
 
 
 class Matcher:
@@ -294,49 +256,6 @@ class Matcher:
             self.turns.release(final.ended_seq)
             raise
 
-    def check_retries(self, step: StepDef, attempts: list[Step]) -> None:
-        """Today's retry policy must retry a failed attempt exactly when the
-        record did: a changed policy is a changed behaviour. A last failed
-        attempt whose retry an unfinished record lacks is where it ends."""
-        for number, attempt in enumerate(attempts, start=1):
-            if attempt.state is not StepState.FAILED or attempt.error is None:
-                continue
-            retried = number < len(attempts)
-            policy = step.policy_for(attempt.error)
-            if policy.should_retry(number) == retried:
-                continue
-            if not retried and self.open_ended:
-                if self.live:
-                    return  # the retry goes on live
-                raise self.end_of_record()
-            raise self._retry_differs(step, attempt, number, retried, policy)
-
-    def _retry_differs(
-        self,
-        step: StepDef,
-        attempt: Step,
-        number: int,
-        retried: bool,
-        policy: RetryPolicy,
-    ) -> Stop:
-        assert attempt.error is not None
-        would = "would not retry it" if retried else "would retry it"
-        return self.diverge(
-            Divergence(
-                index=self._position(attempt),
-                reason=f"{step.callable_id} attempt {number} failed "
-                f"({attempt.error.category.value}) and was "
-                f"{'retried' if retried else 'not retried'}; today's retry policy "
-                f"(max_retries {policy.max_retries}) {would}",
-                recorded_step={**(step_view(attempt) or {}), "attempt": number},
-                produced_step={
-                    **produced_view(step, "Failed"),
-                    "attempt": number,
-                    "retries": policy.max_retries if policy.retryable else 0,
-                },
-            )
-        )
-
     def retry_pending(self, step: StepDef, final: Step) -> bool:
         """A recorded failed attempt whose retry the record does not hold."""
         if final.state is not StepState.FAILED or final.error is None:
@@ -440,112 +359,6 @@ class Matcher:
             self.raised.add(final.id)
             raise StepError(error=final.error)
         raise self.end_of_record()
-
-    # --- recorded helper values ---------------------------------------------
-
-    def find_value(self, frame: Frame, call: str, kind: str) -> bytes | None:
-        """The recorded value for helper draw `call`; None: draw it live."""
-        if self.index is None:
-            return None
-        value = self.index.values.get(call)
-        if value is None:
-            if self.live:
-                return None
-            if self.open_ended:
-                raise self.end_of_record()
-            raise self.diverge(
-                Divergence(
-                    index=self._end(),
-                    reason=f"journal.{kind}() was called, but the record has no "
-                    "further recorded value",
-                    produced_step={"helper": kind},
-                )
-            )
-        recorded = value.recorded
-        calls = frame.calls
-        if recorded.kind != kind or value.calls_before != calls:
-            raise self._moved_value(frame, kind, value.recorded.kind, value, calls)
-        self.drawn.add(call)
-        return self.upcast_bytes(f"journal.{kind}", "value", recorded.value)
-
-    def _moved_value(
-        self, frame: Frame, kind: str, recorded_kind: str, value: Any, calls: int
-    ) -> Stop:
-        assert self.index is not None
-        before = value.calls_before
-        skipped = self.index.by_call.get(join(frame.scope, str(calls)))
-        if calls < before and skipped is not None and kind == recorded_kind:
-            where = self._position(skipped)
-            return self.diverge(
-                Divergence(
-                    index=where,
-                    reason=f"step {where} ({skipped.callable_id}) was recorded "
-                    f"but not called (the record drew journal.{recorded_kind}() "
-                    "after it)",
-                    recorded_step=step_view(skipped),
-                    recorded_value=value_view(bytes(skipped.input)),
-                    produced_step={"helper": kind, "after_steps": calls},
-                )
-            )
-        return self.diverge(
-            Divergence(
-                index=self._end() if skipped is None else self._position(skipped),
-                reason=f"journal.{kind}() was called after {calls} steps "
-                f"where the record drew journal.{recorded_kind}() after "
-                f"{before} steps",
-                recorded_step={"helper": recorded_kind, "after_steps": before},
-                recorded_value=value_view(bytes(value.recorded.value)),
-                produced_step={"helper": kind, "after_steps": calls},
-            )
-        )
-
-    # --- the end ------------------------------------------------------------
-
-    def check_all_consumed(self) -> None:
-        """Every recorded call must have been made (and every value drawn)."""
-        if self.index is None:
-            return
-        assert self.record is not None
-        for position, step_id in enumerate(self.record.step_order):
-            step = self.record.steps[step_id]
-            if step_id in self.consumed:
-                continue
-            if step.parent_step_id in self.opaque or step.is_retry:
-                self.opaque.add(step_id)  # answered with its ancestor
-                continue
-            if _cancelled_unreached(step, self.index.final_attempt(step)):
-                continue
-            raise self.diverge(
-                Divergence(
-                    index=position,
-                    reason=f"step {position} ({step.callable_id}) was recorded "
-                    "but not called",
-                    recorded_step=step_view(step),
-                    recorded_value=value_view(bytes(step.input)),
-                )
-            )
-        for call, value in self.index.values.items():
-            if call not in self.drawn:
-                raise self.diverge(
-                    Divergence(
-                        index=self._end(),
-                        reason=f"the record drew journal.{value.recorded.kind}() "
-                        f"after {value.calls_before} steps, but today's code "
-                        "never did: a value from a clock or random source the "
-                        "journal does not record differs on every run",
-                        recorded_step={
-                            "helper": value.recorded.kind,
-                            "after_steps": value.calls_before,
-                        },
-                        recorded_value=value_view(bytes(value.recorded.value)),
-                    )
-                )
-
-
-def _cancelled_unreached(step: Step, final: Step) -> bool:
-    """A recorded step cancelled in flight, whose task replay cancelled
-    before it made the call (its answer would have been the cancellation)."""
-    return final.error is not None and final.error.code == "cancelled"
 
 
 def _original_of(step: Step) -> StepId | None:

@@ -188,6 +188,7 @@ def _interval_events(timeline: Timeline) -> list[Json]:
             "journal.wait.reason": interval.reason,
             "journal.wait.detail": interval.detail,
             "journal.wait.approver": interval.approver,
+            "journal.wait.outcome": interval.outcome,
             "journal.seq.first": interval.start_seq,
             "journal.seq.last": interval.end_seq,
         }

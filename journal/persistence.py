@@ -26,7 +26,6 @@ writers of different executions must not share.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from eventsourcing.persistence import (
 from journal.codec import decode
 from journal.errors import ConflictError
 from journal.events import Event
+from journal.follow import PAGE, POLL_SECONDS, waiter_for
 from journal.log import LogEntry
 from journal.recorder import RecordConflictError, StoreRecorder
 from journal.store import Store, tag_from_payload
@@ -65,10 +65,6 @@ __all__ = [
     "LoggedEvent",
     "StoreTrackingRecorder",
 ]
-
-#: How often a subscription runs a sequencer round when nothing wakes it.
-POLL_SECONDS = 0.05
-_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -159,25 +155,19 @@ class LogRecorder(StoreRecorder, ApplicationRecorder):
 
 
 class LogSubscription(Subscription[LogRecorder]):
-    """Follows the log: a sequencer round and a read, then waits to be woken
-    (PostgreSQL: by a round's NOTIFY) or for the next poll."""
+    """Follows the log (`journal.follow`): a round and a read, then a wait
+    that a PostgreSQL round's NOTIFY or the next poll ends."""
 
     def __init__(
         self, recorder: LogRecorder, gt: int | None = None, topics: Sequence[str] = ()
     ) -> None:
         super().__init__(recorder, gt=gt, topics=topics)
-        self._stopping = threading.Event()
         self._pending: deque[Notification] = deque()
-        self._listening = threading.Lock()
-        self._listener = _listener_for(recorder.store)
+        self._waiter = waiter_for(recorder.store)
 
     def stop(self) -> None:
         super().stop()
-        self._stopping.set()
-        with self._listening:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._waiter.close()
 
     def __next__(self) -> Notification:
         while not self._has_been_stopped:
@@ -187,68 +177,44 @@ class LogSubscription(Subscription[LogRecorder]):
                 found = self._pending.popleft()
                 self._last_notification_id = found.id
                 return found
-            self._wait()
+            self._waiter.wait(POLL_SECONDS)
         raise StopIteration
 
     def _fetch(self) -> Sequence[Notification]:
         return self._recorder.select_notifications(
             self._last_notification_id or 0,
-            _PAGE,
+            PAGE,
             topics=self._topics,
             inclusive_of_start=False,
         )
-
-    def _wait(self) -> None:
-        with self._listening:
-            if self._listener is not None:
-                self._listener.wait(POLL_SECONDS)
-                return
-        self._stopping.wait(POLL_SECONDS)
-
-
-class _Listener:
-    """A PostgreSQL connection that LISTENs to the sequencer's channel.
-
-    Opened by `PostgresStore.dedicated_connection` (outside the pool, with
-    the store's retry policy; the journal's own URL parameters removed).
-    """
-
-    def __init__(self, conn: Any, channel: str) -> None:
-        self._conn = conn
-        self._conn.execute(f"LISTEN {channel}")
-
-    def wait(self, timeout: float) -> None:
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            break
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-def _listener_for(store: Store) -> _Listener | None:
-    from journal.postgres_store import LOG_CHANNEL, PostgresStore
-
-    if isinstance(store, PostgresStore):
-        return _Listener(store.dedicated_connection(), LOG_CHANNEL)
-    return None
 
 
 class StoreTrackingRecorder(TrackingRecorder):
     """eventsourcing's tracking recorder: one row per follower in the store."""
 
+    #: Prefixed to the followed application's name in the tracking table, so
+    #: that each kind of view keeps its own position.
+    view_name = ""
+
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def tracking_key(self, application_name: str) -> str:
+        """The tracking table's key for this view following `application_name`."""
+        if not self.view_name:
+            return application_name
+        return f"{self.view_name}:{application_name}"
 
     def insert_tracking(self, tracking: Tracking) -> None:
         try:
             self.store.insert_tracking(
-                tracking.application_name, tracking.notification_id
+                self.tracking_key(tracking.application_name), tracking.notification_id
             )
         except ConflictError as e:
             raise RecordConflictError(str(e)) from e
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        return self.store.max_tracking_id(application_name)
+        return self.store.max_tracking_id(self.tracking_key(application_name))
 
 
 class _NoTranscoder(Transcoder):

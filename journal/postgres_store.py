@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from journal.errors import StoreError
+from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
 from journal.postgres_pool import make_pool, split_url, translate
 from journal.retry import retry_call
@@ -128,8 +129,6 @@ END $$""",
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 _LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
 _LOG_LOCK = "%s, hashtext(current_schema())"
-#: The channel a sequencer round notifies (``LISTEN journal_log``).
-LOG_CHANNEL = "journal_log"
 
 
 class PostgresStore(SQLStore):
@@ -140,6 +139,7 @@ class PostgresStore(SQLStore):
     the URL reaches libpq.
     """
 
+    BLOB = "BYTEA"
     LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
     SKIP_LOCKED = " SKIP LOCKED"
 

@@ -20,9 +20,10 @@ LEASES_DDL = (
     "tenant_id TEXT NOT NULL, "
     "owner TEXT, "
     "token BIGINT NOT NULL, "
-    "heartbeat_ms BIGINT NOT NULL)"
+    "heartbeat_ms BIGINT NOT NULL, "
+    "ttl_ms BIGINT NOT NULL DEFAULT 0)"
 )
-_COLUMNS = "execution_id, tenant_id, owner, token, heartbeat_ms"
+_COLUMNS = "execution_id, tenant_id, owner, token, heartbeat_ms, ttl_ms"
 
 
 class SQLLeases(LeaseStore):
@@ -51,30 +52,43 @@ class SQLLeases(LeaseStore):
             check_fence(lease, self._lease_row(cur, lease.execution_id, lock=True))
 
     def acquire_lease(
-        self, execution_id: str, tenant_id: str, owner: str, stale_after_ms: int
+        self,
+        execution_id: str,
+        tenant_id: str,
+        owner: str,
+        stale_after_ms: int,
+        ttl_ms: int = 0,
     ) -> Lease | None:
         with self._transaction(write=True) as cur:
             found = self._lease_row(cur, execution_id, lock=True)
             new = plan_acquire(
-                found, execution_id, tenant_id, owner, stale_after_ms, now_ms()
+                found, execution_id, tenant_id, owner, stale_after_ms, now_ms(), ttl_ms
             )
             if new is None:
                 return None
             if found is None:
                 cur.execute(
                     self._q(
-                        f"INSERT INTO journal_leases ({_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO NOTHING"
+                        f"INSERT INTO journal_leases ({_COLUMNS}) VALUES "
+                        "(?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO NOTHING"
                     ),
-                    (execution_id, tenant_id, owner, new.token, new.heartbeat_ms),
+                    (execution_id, tenant_id, owner, 1, new.heartbeat_ms, ttl_ms),
                 )
             else:
                 cur.execute(
                     self._q(
                         "UPDATE journal_leases SET owner = ?, token = ?, "
-                        "heartbeat_ms = ? WHERE execution_id = ? AND token = ?"
+                        "heartbeat_ms = ?, ttl_ms = ? "
+                        "WHERE execution_id = ? AND token = ?"
                     ),
-                    (owner, new.token, new.heartbeat_ms, execution_id, found.token),
+                    (
+                        owner,
+                        new.token,
+                        new.heartbeat_ms,
+                        ttl_ms,
+                        execution_id,
+                        found.token,
+                    ),
                 )
             # Another process inserted the row first (only possible for a new
             # row on PostgreSQL, where there was nothing to lock): it won.

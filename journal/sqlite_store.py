@@ -165,6 +165,8 @@ class SQLiteStore(SQLStore):
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
             self.layout = self._read_layout()
+            if create:
+                self._refuse_foreign_tables()
             if self.layout == 0 and create:
                 self._conn.executescript(
                     f"BEGIN IMMEDIATE; {_SQLITE_SCHEMA} {_SQLITE_V2} "
@@ -204,14 +206,31 @@ class SQLiteStore(SQLStore):
     def _conn_open(self) -> bool:
         return getattr(self, "_conn", None) is not None
 
-    def _read_layout(self) -> int:
-        """0: no journal tables; 1: a first-round store; else journal_meta's."""
-        names = {
+    def _table_names(self) -> set[str]:
+        return {
             name
             for (name,) in self._conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"
             )
         }
+
+    def _refuse_foreign_tables(self) -> None:
+        """Never write (import, record) into another application's database."""
+        foreign = sorted(
+            name
+            for name in self._table_names()
+            if not name.startswith(("journal_", "sqlite_"))
+        )
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
+            raise StoreError(
+                f"{self.path} holds tables that are not the journal's ({shown}): "
+                "another application's database? Nothing was written"
+            )
+
+    def _read_layout(self) -> int:
+        """0: no journal tables; 1: a first-round store; else journal_meta's."""
+        names = self._table_names()
         if "journal_events" not in names:
             return 0
         if "journal_meta" not in names:

@@ -50,6 +50,7 @@ from journal.leases import Lease
 from journal.packing import pack, unpack
 from journal.retry import retried
 from journal.sql_leases import SQLLeases
+from journal.sql_ledger import SQLLedger
 from journal.sql_log import SQLLog
 from journal.store import (
     Head,
@@ -82,7 +83,7 @@ _UPDATE_EXECUTION = (
 )
 
 
-class SQLStore(SQLLeases, SQLLog, Store):
+class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
     """Everything the SQL backends share; subclasses supply the dialect."""
 
     P = "?"  # parameter placeholder

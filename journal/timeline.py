@@ -76,6 +76,7 @@ class Interval:
     end_seq: int | None
     detail: str | None = None
     approver: str | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,18 @@ def _interval(kind: str, start: EventRecord, end: EventRecord | None) -> Interva
         ended_at=None if ended is None else ended.at,
         start_seq=start.seq,
         end_seq=None if end is None else end.seq,
-        detail=getattr(began, "detail", None),
-        # Approvals record who approved once the continuation adds it.
+        detail=getattr(began, "detail", None) or getattr(began, "prompt", None),
         approver=getattr(ended, "approver", None),
+        outcome=_outcome(ended),
     )
+
+
+def _outcome(ended: ev.AnyEvent | None) -> str | None:
+    """How a wait ended: approved, denied, timed out, resumed, or still open."""
+    if isinstance(ended, ev.InputReceived):
+        if ended.denied:
+            return "denied"
+        if ended.timed_out:
+            return "timed out"
+        return "approved" if ended.approver else "input received"
+    return None if ended is None else ev.tag_of(ended)

@@ -91,15 +91,24 @@ def wait_for(
     return frame.run.wait_for(frame, request)
 
 
-def differs(wait: Wait, request: WaitRequest, digest: str) -> str | None:
-    """Why a recorded wait is not this call (None: it is)."""
+def differs(wait: Wait, request: WaitRequest) -> str | None:
+    """Why a recorded wait is not this call (None: it is). Compared are the
+    reason, the prompt and the action themselves, not the digest (which also
+    binds the execution id: a fork's copied waits keep their original's)."""
     recorded, called = wait.reason.value, request.reason.value
     if recorded != called:
         return f"recorded wait_for({recorded}), the code waits for {called}"
-    if wait.digest is not None and wait.digest != digest:
+    if wait.prompt != request.prompt:
         return (
-            f"wait_for({called}): prompt or action differs "
-            f"(digest {digest}, recorded {wait.digest})"
+            f"wait_for({called}): the prompt differs ({request.prompt!r}, "
+            f"recorded {wait.prompt!r})"
+        )
+    if bytes(wait.action) != request.action and not (
+        is_null(wait.action) and request.action == b"null"
+    ):
+        return (
+            f"wait_for({called}): the action differs ({request.action.decode()}, "
+            f"recorded {bytes(wait.action).decode()})"
         )
     return None
 

@@ -19,7 +19,8 @@ from journal.errors import ChainIntegrityError, ImportFormatError
 from journal.export import ScannedBlock, scan_blocks, schema_lookup_for
 from journal.flow import Flow
 from journal.keys import Keyring
-from journal.store import ListFilter, Summary
+from journal.sql_ledger import SQLLedger
+from journal.store import ListFilter, Row, Store, Summary
 from journal.timeline import Timeline, build_timeline
 from replay.html_report import ChainStatus, Subject
 from replay.replayer import replay, replay_events
@@ -56,6 +57,7 @@ def subject_from_store(
         chain = ChainStatus(False, str(e), e.seq or 1)
     rows = journal_.store.load_rows(execution_id, journal_.tenant_id)
     children = journal_.list(ListFilter(parent_id=execution_id))
+    ledger = ledger_status(journal_.store, execution_id, rows)
     result = replay(journal_, execution_id, flows) if with_replay else None
     return Subject(
         timeline=build_timeline(execution_id, rows),
@@ -63,11 +65,27 @@ def subject_from_store(
         chain=chain,
         children=[child.execution_id for child in reversed(children)],
         replay=result,
+        ledger=ledger,
         alg=summary.alg,
         binding=binding_of(summary),
         key_id=summary.key_id,
         origin=_origin(summary.genesis, execution_id),
     )
+
+
+def ledger_status(store: Store, execution_id: str, rows: Sequence[Row]) -> str | None:
+    """What the store's ledger sealed of this execution (None: no ledger)."""
+    if not isinstance(store, SQLLedger) or not store.has_ledger():
+        return None
+    sealed = store.sealed_heads(execution_ids=[execution_id]).get(execution_id)
+    if sealed is None:
+        return "not sealed yet (the ledger has no head of this execution)"
+    links = {row.seq: row.hash for row in rows}
+    where = f"sealed at seq {sealed.head_seq} (leaf {sealed.leaf_index})"
+    if links.get(sealed.head_seq) != sealed.head_link:
+        return f"MISMATCH: {where}, but the stored event there is not the one sealed"
+    newer = max(links, default=0) - sealed.head_seq
+    return where + (f"; {newer} later event(s) not sealed yet" if newer else "")
 
 
 def _origin(genesis: bytes | None, execution_id: str) -> dict[str, Any] | None:

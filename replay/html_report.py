@@ -274,6 +274,7 @@ def _interval_data(interval: Interval, t0: datetime | None) -> dict[str, Any]:
         "reason": interval.reason,
         "detail": interval.detail,
         "approver": interval.approver,
+        "outcome": interval.outcome,
         "start": _offset(interval.started_at, t0),
         "end": _offset(interval.ended_at, t0),
         "start_seq": interval.start_seq,

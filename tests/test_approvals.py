@@ -17,8 +17,8 @@ from journal.approvals import (
     Approval,
     Keyring,
     check_approval,
+    digest_of,
     sign_digest,
-    wait_digest,
 )
 from journal.errors import ApprovalRefusedError, SigningKeyError
 from journal.model import Wait, WaitReason
@@ -34,7 +34,7 @@ def a_wait(**changes: object) -> Wait:
         "seq": 7,
         "prompt": "refund 40?",
         "action": msgspec.Raw(ACTION),
-        "digest": wait_digest("exec_x", 0, "approval", "refund 40?", ACTION),
+        "digest": digest_of("exec_x", 0, "approval", "refund 40?", ACTION),
         "timeout_at": T0 + timedelta(hours=1),
         "require_approver": True,
     }
@@ -56,14 +56,14 @@ def keyring_file(tmp_path: Path, **keys: bytes) -> Path:
 
 
 def test_the_digest_binds_execution_ordinal_reason_prompt_and_action() -> None:
-    base = wait_digest("exec_x", 0, "approval", "refund 40?", ACTION)
+    base = digest_of("exec_x", 0, "approval", "refund 40?", ACTION)
 
     others = {
-        wait_digest("exec_y", 0, "approval", "refund 40?", ACTION),
-        wait_digest("exec_x", 1, "approval", "refund 40?", ACTION),
-        wait_digest("exec_x", 0, "user_input", "refund 40?", ACTION),
-        wait_digest("exec_x", 0, "approval", "refund 41?", ACTION),
-        wait_digest("exec_x", 0, "approval", "refund 40?", b'{"amount":41}'),
+        digest_of("exec_y", 0, "approval", "refund 40?", ACTION),
+        digest_of("exec_x", 1, "approval", "refund 40?", ACTION),
+        digest_of("exec_x", 0, "user_input", "refund 40?", ACTION),
+        digest_of("exec_x", 0, "approval", "refund 41?", ACTION),
+        digest_of("exec_x", 0, "approval", "refund 40?", b'{"amount":41}'),
     }
 
     assert base.startswith("sha256:")
@@ -72,7 +72,7 @@ def test_the_digest_binds_execution_ordinal_reason_prompt_and_action() -> None:
     assert len(others) == 5
 
 
-def test_an_approval_naming_the_wait_digest_and_an_approver_is_accepted() -> None:
+def test_an_approval_naming_the_digest_of_and_an_approver_is_accepted() -> None:
     wait = a_wait()
 
     timed_out = check_approval(

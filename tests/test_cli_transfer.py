@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -196,3 +197,32 @@ def test_import_of_a_missing_file_exits_1_naming_it(invoke: Invoke) -> None:
     result = invoke("import", "nowhere.jsonl")
     assert result.exit_code == 1
     assert "nowhere.jsonl: cannot read" in result.stderr
+
+
+def test_import_into_another_applications_sqlite_file_is_refused(
+    invoke: Invoke, exported: Path, workdir: Path
+) -> None:
+    other = workdir / "crm.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    before = dump(other)
+    result = invoke("import", str(exported), "--db", f"sqlite:///{other}")
+    assert result.exit_code == 1, result.output
+    assert "not the journal's (customers)" in result.output
+    assert dump(other) == before
+
+
+def test_import_flags_a_parent_whose_recorded_child_is_not_in_the_file(
+    invoke: Invoke, exported: Path, target: tuple[str, Path], demo_ids: dict[str, str]
+) -> None:
+    lines = exported.read_bytes().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    assert header["children"] == [demo_ids["child"]]
+    parent_only = exported.with_name("parent_only.jsonl")
+    parent_only.write_bytes(b"".join(lines[: 1 + header["events"]]))
+    url, path = target
+    before = dump(path)
+    result = invoke("import", str(parent_only), "--db", url)
+    assert result.exit_code == 1, result.output
+    assert f"the file does not contain: {demo_ids['child']}" in result.output
+    assert dump(path) == before

@@ -63,15 +63,15 @@ ROWS: dict[int, tuple[str, ...]] = {
     ),
     7: ("test_row_7_an_import_of_a_different_history_exits_7",),
     8: ("test_row_8_a_command_the_state_does_not_allow_exits_8",),
+    9: ("test_row_9_an_approval_for_another_digest_exits_9",),
+    11: ("test_row_11_a_run_whose_lease_was_taken_over_exits_11",),
     12: ("test_row_12_a_store_locked_past_the_lock_timeout_exits_12",),
     130: ("test_row_130_an_interrupt_exits_130",),
 }
 
 #: code -> the work that adds it (and its test here).
 PENDING: dict[int, str] = {
-    9: "approval refused (continuation work)",
     10: "signing key not available (integrity work)",
-    11: "lease lost (continuation work)",
 }
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -311,6 +311,63 @@ def test_row_12_a_store_locked_past_the_lock_timeout_exits_12(
         holder.close()
     assert result.returncode == 12
     _one_error_line(result, "other.db", "locked by another writer; waited 200 ms")
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_row_9_an_approval_for_another_digest_exits_9(run_script: Run, db: str) -> None:
+    from tests import continuation_flows
+
+    with journal.open(db) as journal_:
+        waiting = continuation_flows.approvals.run(journal_, "ord_1").id
+    result = run_script(
+        "resume", waiting, "--db", db, "--flows", "tests.continuation_flows",
+        "--approver", "alice", "--digest", "sha256:" + "0" * 64,
+        PYTHONPATH=str(REPO),
+    )  # fmt: skip
+    assert result.returncode == 9
+    _one_error_line(result, waiting, "approval names digest")
+
+
+def test_row_11_a_run_whose_lease_was_taken_over_exits_11(
+    db: str, workdir: Path
+) -> None:
+    from tests import continuation_flows
+
+    with journal.open(db) as journal_:
+        original = continuation_flows.charges.run(journal_, "ord_1").id
+    block = workdir / "block"  # the fork's live charge step waits on it
+    process = subprocess.Popen(
+        [journal_script(), "fork", original, "--at-step", "1", "--db", db,
+         "--flows", "tests.continuation_flows"],
+        cwd=workdir,
+        env=script_env(
+            PYTHONPATH=str(REPO), JOURNAL_TEST_BLOCK=str(block),
+            JOURNAL_HEARTBEAT_S="0.05",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        while not block.exists() and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGSTOP)  # it stalls: no more heartbeats
+        with journal.open(db) as journal_:
+            (fork,) = {s.execution_id for s in journal_.list()} - {original}
+            deadline = time.monotonic() + 60
+            while journal_.acquire_lease(fork, stale_after_s=0) is None:
+                assert time.monotonic() < deadline, "the lease never went stale"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGCONT)
+        block.unlink()
+        _stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 11, stderr
+    assert stderr.startswith(f"journal: error: {fork}: lease lost"), stderr
+    assert stderr.count("\n") == 1
 
 
 def test_row_130_an_interrupt_exits_130(workdir: Path) -> None:

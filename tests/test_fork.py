@@ -173,3 +173,25 @@ def test_a_recovered_parent_finds_its_child_again(
     assert journal_.get(done[0].execution_id).decode_output(int) == 41
     assert lines(effects) == ["child effect 20", "child effect 20"]
     replays_ok(journal_, done[0].execution_id, parent)
+
+
+def test_a_fork_after_an_approval_keeps_the_answer_and_replays(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    waiting = cf.approvals.run(journal_, "ord_12")
+    approved = cf.approvals.resume(
+        journal_,
+        waiting.id,
+        input="ok",
+        approver="alice",
+        digest=waiting.waits[0].digest,
+    )
+
+    forked = cf.approvals.fork(journal_, approved.id, at_step=1)
+
+    assert forked.decode_output(str) == "refunded 40 (ok)"
+    answer = forked.waits[0].answer
+    assert answer is not None
+    assert answer.approver == "alice"
+    assert lines(effects).count("refund ord_12 40") == 2
+    replays_ok(journal_, forked.id, cf.approvals)

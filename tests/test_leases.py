@@ -30,6 +30,7 @@ def test_a_live_lease_is_not_taken_and_a_stale_one_is_taken_with_a_new_token(
     journal_: journal.Journal,
 ) -> None:
     execution_id = new_execution_id()
+    journal_.lease_ttl_s = 0  # the holder promises nothing beyond its beat
 
     first = journal_.acquire_lease(execution_id)
     refused = journal_.acquire_lease(execution_id)
@@ -43,10 +44,25 @@ def test_a_live_lease_is_not_taken_and_a_stale_one_is_taken_with_a_new_token(
     assert taken.owner != first.owner
 
 
+def test_a_lease_within_its_holders_time_to_live_is_not_taken_even_at_zero(
+    journal_: journal.Journal,
+) -> None:
+    execution_id = new_execution_id()
+    journal_.lease_ttl_s = 60
+
+    first = journal_.acquire_lease(execution_id)
+    refused = journal_.acquire_lease(execution_id, stale_after_s=0)
+
+    assert first is not None
+    assert first.ttl_ms == 60_000
+    assert refused is None
+
+
 def test_an_append_under_a_lease_that_was_taken_over_is_refused(
     journal_: journal.Journal,
 ) -> None:
     execution_id = new_execution_id()
+    journal_.lease_ttl_s = 0
     lease = journal_.acquire_lease(execution_id)
     handle = journal.ExecutionHandle.create(
         journal_, flow="f", execution_id=execution_id, lease=lease
@@ -94,6 +110,7 @@ def test_of_two_takeovers_racing_for_one_stale_lease_exactly_one_wins(
     journal_: journal.Journal, open_journal: OpenJournal
 ) -> None:
     execution_id = new_execution_id()
+    journal_.lease_ttl_s = 0
     assert journal_.acquire_lease(execution_id) is not None
     racers = [open_journal() for _ in range(4)]
     start = threading.Barrier(len(racers))
@@ -152,6 +169,7 @@ def test_a_run_whose_lease_is_taken_over_mid_step_stops_with_lease_lost(
 ) -> None:
     flow = Flow("taken")
     thief = open_journal()
+    journal_.lease_ttl_s = 0  # so that the thief may take it at once
 
     @flow.step(retry=NO_RETRY)
     def effect() -> int:

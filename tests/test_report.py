@@ -4,8 +4,10 @@ broken chains (the browser's view is in `test_report_browser`)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,96 @@ def test_the_console_script_reports_a_tampered_export_and_exits_6(
     assert result.returncode == 6, result.stderr
     assert "chain broken at seq 6" in result.stderr
     assert "Chain broken" in (workdir / "t.html").read_text()
+
+
+@pytest.mark.parametrize(("ci", "exit_code"), [("", 0), ("true", 1)])
+def test_without_a_browser_the_browser_tests_skip_loudly_but_fail_under_ci(
+    ci: str, exit_code: int
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = str(Path(sys.executable).parent)  # no chromium on it
+    if ci:
+        env["CI"] = ci
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/test_report_browser.py", "-k", "one_bar_per_step"],
+        cwd=root, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == exit_code, result.stdout
+    assert "BROWSER TESTS NOT RUN" in result.stdout
+
+
+def test_a_report_shows_what_the_stores_ledger_sealed_of_the_execution(
+    invoke: Invoke, db: str, workdir: Path, orders_in_store: dict[str, str]
+) -> None:
+    order = orders_in_store["order"]
+    out = workdir / "report.html"
+    invoke("--db", db, "report", order, "-o", str(out))
+    assert island(out.read_text())["executions"][0]["ledger"] is None  # no ledger
+    key = str(workdir / "ledger.key")
+    assert (
+        invoke("ledger", "keygen", "--out", key, "--origin", "t.example").exit_code == 0
+    )
+    assert invoke("--db", db, "ledger", "init", "--origin", "t.example").exit_code == 0
+    sealed = invoke("--db", db, "seal", env={"JOURNAL_LEDGER_KEY_FILE": key})
+    assert sealed.exit_code == 0, sealed.output
+    with journal.open(db) as journal_:
+        head_seq = journal_.summary(order).head_seq
+
+    result = invoke("--db", db, "report", order, "-o", str(out))
+
+    assert result.exit_code == 0, result.output
+    ledger = island(out.read_text())["executions"][0]["ledger"]
+    assert ledger.startswith(f"sealed at seq {head_seq} (leaf ")
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ({"approver": "alice"}, ("alice", "approved")),
+        ({"approver": "bob", "denied": True, "reason": "too much"}, ("bob", "denied")),
+    ],
+)
+def test_a_wait_for_approval_shows_who_answered_and_how(
+    answer: dict[str, Any], shown: tuple[str, str]
+) -> None:
+    with journal.open("memory://", tenant="tenant_flows") as journal_:
+        handle = journal_.create()
+        handle.start()
+        handle.wait("approval", "refund over 20 EUR")
+        handle.receive_input({"ok": True}, **answer)
+        rows = journal_.history(handle.id).rows
+    timeline = build_timeline(handle.id, rows)
+    subject = Subject(timeline, "tenant_flows", ChainStatus.ok(timeline.head))
+
+    (interval,) = island(render_report(Page([subject]), generated_at="now"))[
+        "executions"
+    ][0]["intervals"]
+
+    assert (interval["approver"], interval["outcome"]) == shown
+    assert interval["detail"] == "refund over 20 EUR"
+
+
+def test_a_forks_report_names_its_origin_and_links_it_when_rendered_together(
+    invoke: Invoke, db: str, workdir: Path, orders_in_store: dict[str, str]
+) -> None:
+    order = orders_in_store["order"]
+    forked = invoke(
+        "--db", db, "--flows", "fixtures.flows", "--json",
+        "fork", order, "--at-step", "1",
+    )  # fmt: skip
+    assert forked.exit_code == 0, forked.output
+    fork_id = json.loads(forked.stdout)["execution_id"]
+    out = workdir / "reports"
+
+    result = invoke(
+        "--db", db, "report", "--all", "--flow", "golden_orders", "-o", str(out)
+    )
+
+    assert result.exit_code == 0, result.output
+    data = island((out / f"{fork_id}.html").read_text())
+    assert data["executions"][0]["origin"]["execution_id"] == order
+    assert data["links"][order] == f"{order}.html"
+    assert (out / f"{order}.html").exists()

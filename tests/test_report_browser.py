@@ -168,6 +168,11 @@ def test_pressing_enter_on_a_step_shows_its_output(
 
     assert "subtotal" in focused.text
     assert browser.find_element("css selector", "#step-output").text.strip() == "1998"
+    assert focused == browser.switch_to.active_element  # the focus stays put
+    status = browser.find_element("id", "status")  # read out by screen readers
+    assert status.get_attribute("textContent") == (
+        "Showing the details of step #1 subtotal"
+    )
 
 
 def test_the_diverged_fixture_highlights_the_step_that_diverged(
@@ -251,9 +256,14 @@ def test_a_child_execution_in_the_same_file_is_one_click_away(
     title = browser.find_element("id", "title").text
     assert "golden_fulfilment" in title
 
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.find_element("css selector", "table.meta a[href^='#exec_']").click()
 
-    assert "golden_shipping" in browser.find_element("id", "title").text
+    # The page follows the link on its hashchange event, which comes later.
+    WebDriverWait(browser, 10).until(
+        lambda b: "golden_shipping" in b.find_element("id", "title").text
+    )
     assert rows(browser)[0].text.endswith("book_courier")
 
 

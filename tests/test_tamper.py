@@ -294,3 +294,31 @@ def test_deleting_the_tail_without_fixing_the_index_is_caught_by_plain_verify(
     key = raw_db.key(execution_id)
     raw_db.run("DELETE FROM journal_events WHERE exec_key = ? AND seq = ?", key, EVENTS)
     assert first_bad_seq(journal_, execution_id) == EVENTS
+
+
+def test_a_child_catches_its_parents_history_rewritten_without_a_key(
+    journal_: journal.Journal, raw_db: RawDatabase
+) -> None:
+    """The child's genesis names the parent's head when it was created: a
+    parent chain rewritten consistently (undetectable on its own without a
+    key) no longer holds that link."""
+    parent_id = recorded(journal_)
+    child = journal_.handle(parent_id).child(flow="tamper.child", input=None)
+    key = raw_db.key(parent_id)
+    rows = raw_db.rows(key)
+    payloads = [payload for _seq, payload, _link in rows]
+    payloads[3] = payloads[3].replace(b'"n":0', b'"n":7')
+    [(genesis,)] = raw_db.run(
+        "SELECT genesis FROM journal_executions WHERE exec_key = ?", key
+    )
+    relinked = chain_rows(genesis_link(bytes(genesis)), 1, payloads)
+    for row in relinked:
+        raw_db.set_row(key, row.seq, row.payload, row.hash)
+    raw_db.run(
+        "UPDATE journal_executions SET head_hash = ? WHERE exec_key = ?",
+        relinked[-1].hash,
+        key,
+    )
+    assert journal_.verify(parent_id)[0] == EVENTS  # consistent on its own
+    with pytest.raises(ChainIntegrityError, match=f"names parent {parent_id} at seq"):
+        journal_.verify(child.id)

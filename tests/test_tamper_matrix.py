@@ -201,3 +201,38 @@ def test_a_chain_recomputed_without_the_key_exits_6_from_every_reader(
         assert "not in the keyring" in result.output
     finally:
         scene.raw.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "signed", "caught"),
+    [
+        ("head moved backwards", False, True),
+        ("event appended beyond the index", False, True),
+        ("state changed", True, True),  # the MAC no longer matches
+        ("state changed", False, False),  # only list --verify folds
+    ],
+)
+def test_list_shows_a_cheap_chain_status_per_row(
+    invoke: Invoke,
+    sql_backend: str,
+    tmp_path: Path,
+    case: str,
+    signed: bool,
+    caught: bool,
+) -> None:
+    scene = scene_for(
+        isolated_url(sql_backend, tmp_path), generate_key() if signed else None
+    )
+    try:
+        args = ("list", "--json", "--db", scene.url, "--tenant", scene.tenant)
+        clean = invoke(*args, env=scene.env)
+        assert clean.exit_code == 0, clean.output
+        assert '"status": "ok"' in clean.stdout
+        CASES[case][0](scene)
+        listed = invoke(*args, env=scene.env)
+        assert listed.exit_code == (6 if caught else 0), listed.output
+        status = "broken" if caught else "ok"
+        assert f'"status": "{status}"' in listed.stdout
+        assert invoke(*args, "--verify", env=scene.env).exit_code == 6
+    finally:
+        scene.raw.close()

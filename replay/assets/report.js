@@ -353,7 +353,7 @@
       button.className += " interval";
       span = [iv.start || 0, iv.end === null ? this.total : iv.end];
       var what = iv.kind === "waiting" ? "Waiting (" + iv.reason + ")" : "Paused";
-      var who = iv.approver ? ", approved by " + iv.approver : "";
+      var who = iv.approver ? ", " + (iv.outcome || "approved") + " by " + iv.approver : (iv.outcome === "timed out" ? ", timed out" : "");
       label = [el("span", { className: "icon", "aria-hidden": "true", text: "\u2016" }), what + who];
       button.setAttribute("aria-label", what + who + ", " + fmtMs(span[1] - span[0]));
     } else {
@@ -421,6 +421,8 @@
       if (focus !== false) { button.focus(); }
     }
     var row = this.rows[r];
+    var shown = row.kind === "step" ? "step #" + row.i + " " + this.x.steps[row.i].name : "the " + this.x.intervals[row.i].kind + " span";
+    document.getElementById("status").textContent = "Showing the details of " + shown;
     this.details.textContent = "";
     if (row.kind === "step") { this.stepDetails(row.i); } else { this.intervalDetails(row.i); }
   };
@@ -486,7 +488,7 @@
     var iv = this.x.intervals[i];
     this.details.appendChild(el("h2", { text: iv.kind === "waiting" ? "Waiting (" + iv.reason + ")" : "Paused" }));
     this.details.appendChild(metaTable([
-      ["Reason", iv.reason || "-"], ["Detail", iv.detail || "-"], ["Approved by", iv.approver || "not recorded"],
+      ["Reason", iv.reason || "-"], ["Detail", iv.detail || "-"], ["Answered by", iv.approver ? iv.approver + " (" + (iv.outcome || "approved") + ")" : "not recorded"], ["Ended by", iv.outcome || "-"],
       ["From", "seq " + iv.start_seq + ", +" + fmtMs(iv.start)],
       ["Until", iv.end_seq ? "seq " + iv.end_seq + ", +" + fmtMs(iv.end) : "still open"]
     ], "Interval"));
@@ -497,11 +499,11 @@
     var x = this.x;
     var broken = x.chain.verified ? Infinity : (x.chain.seq || 1);
     var shown = x.events.map(function (e, i) { return i; });
-    var scroller = el("div", { className: "events scroller", role: "table", "aria-label": "Events", "aria-rowcount": String(x.events.length) });
+    var scroller = el("div", { className: "events scroller", role: "rowgroup" });
     var list = new VirtualList(scroller, shown.length, function (n) {
       var e = x.events[shown[n]];
       var step = e[3] >= 0 ? "#" + e[3] + " " + x.steps[e[3]].name : "(execution)";
-      return el("div", { className: "event-row" + (e[0] >= broken ? " broken" : ""), role: "row" }, [
+      return el("div", { className: "event-row" + (e[0] >= broken ? " broken" : ""), role: "row", "aria-rowindex": String(n + 2) }, [
         el("span", { role: "cell", text: String(e[0]) }), el("span", { role: "cell", text: "+" + fmtMs(e[1]) }),
         el("span", { role: "cell", text: e[2] }), el("span", { role: "cell", text: step }),
         el("span", { role: "cell", className: "mono", text: e[4] })]);
@@ -527,6 +529,7 @@
       list.scroller.scrollTop = 0;
       list.redraw();
       count.textContent = shown.length + " of " + x.events.length + " events";
+      list.scroller.parentNode.setAttribute("aria-rowcount", String(shown.length + 1));
     }
     stepFilter.addEventListener("change", apply);
     typeFilter.addEventListener("change", apply);
@@ -535,8 +538,11 @@
     return el("section", { "aria-labelledby": "events-title" }, [
       el("h2", { id: "events-title", text: "Events" }),
       el("div", { className: "filters" }, [el("label", null, ["Step ", stepFilter]), el("label", null, ["Event type ", typeFilter]), count]),
-      el("div", { className: "table-head", role: "presentation", "aria-hidden": "true" }, ["seq", "time", "event", "step", "hash"].map(function (h) { return el("span", { text: h }); })),
-      scroller
+      el("div", { role: "table", "aria-label": "Events", "aria-rowcount": String(x.events.length + 1) }, [
+        el("div", { role: "rowgroup" }, [el("div", { className: "table-head", role: "row", "aria-rowindex": "1" },
+          ["seq", "time", "event", "step", "hash"].map(function (h) { return el("span", { role: "columnheader", text: h }); }))]),
+        scroller
+      ])
     ]);
   };
 

@@ -1,0 +1,181 @@
+"""The sealer: an eventsourcing `Projection` that seals heads into the ledger.
+
+`ProjectionRunner` runs it over `journal.persistence.JournalLog`; it collects
+the executions whose events it receives and, at the end of each round (the
+log's last position when the round began), writes one leaf per execution
+whose head advanced, a signed checkpoint per tenant, and its tracking record,
+in one transaction (`journal.sql_ledger`). Killed at any moment, it resumes
+from its tracking record and seals that round again, once.
+
+A head is sealed only if the whole chain verifies and, when the execution
+was sealed before, the chain still passes through the sealed head (the link
+at the sealed sequence is the sealed link). A history rewritten behind a
+sealed head is reported in `Sealer.refused` and never sealed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection, ProjectionRunner
+
+from journal.application import Journal
+from journal.chain import head_record
+from journal.checkpoint import Checkpoint, sign_checkpoint
+from journal.errors import JournalError, LedgerIntegrityError, StoreError
+from journal.ledger import LedgerHead, load_signer, tenant_origin
+from journal.merkle import MerkleTree, leaf_hash
+from journal.persistence import JournalLog, LoggedEvent, StoreTrackingRecorder
+from journal.signednote import Signer
+from journal.sqlstore import SQLStore
+
+__all__ = ["LedgerView", "SealReport", "Sealer", "run_sealer", "sealer_runner"]
+
+
+#: How long a one-shot seal waits for the sealer to reach its target.
+SEAL_TIMEOUT_S = 3600.0
+
+
+class LedgerView(StoreTrackingRecorder):
+    """The sealer's view: the ledger tables and its tracking record."""
+
+    view_name = "sealer"
+
+    @property
+    def sql(self) -> SQLStore:
+        """The store, which must be an SQL one (the ledger lives in it)."""
+        if not isinstance(self.store, SQLStore):
+            raise StoreError("the ledger needs a SQLite or PostgreSQL store")
+        return self.store
+
+
+@dataclass
+class SealReport:
+    """What a sealer did: rounds, leaves, and the heads it refused."""
+
+    rounds: int = 0
+    leaves: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
+class Sealer(Projection[LedgerView]):
+    """Seals execution heads into each tenant's ledger, round by round."""
+
+    name = "sealer"
+
+    def __init__(self, view: LedgerView, signer: Signer | None = None) -> None:
+        super().__init__(view)
+        self.store = view.sql
+        self.origin = self.store.ledger_origin()
+        self.signer = signer or load_signer()
+        if self.signer.name != self.origin:
+            raise LedgerIntegrityError(
+                f"the ledger key is named {self.signer.name!r}, the ledger "
+                f"{self.origin!r}"
+            )
+        self.report = SealReport()
+        self._changed: dict[str, str] = {}
+        self._round_end: int | None = None
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Note the event's execution; at the round's end, seal the round."""
+        if self._round_end is None:
+            self._round_end = self.store.max_position() or 0
+        if isinstance(domain_event, LoggedEvent) and domain_event.event is not None:
+            self._changed[domain_event.execution_id] = domain_event.tenant_id
+        if tracking.notification_id >= self._round_end:
+            self._seal(tracking)
+            self._changed, self._round_end = {}, None
+
+    def _seal(self, tracking: Tracking) -> None:
+        sealed = self.store.sealed_heads(execution_ids=list(self._changed))
+        new: dict[str, list[tuple[LedgerHead, bytes, LedgerHead | None]]] = {}
+        for execution_id, tenant_id in sorted(self._changed.items()):
+            found = self._advanced(execution_id, tenant_id, sealed.get(execution_id))
+            if found is not None:
+                new.setdefault(tenant_id, []).append(found)
+        leaves, checkpoints = [], []
+        for tenant_id, items in sorted(new.items()):
+            tree = MerkleTree(
+                [leaf_hash(x) for x in self.store.ledger_leaves(tenant_id)]
+            )
+            for head, leaf, before in items:
+                head = LedgerHead(
+                    tenant_id,
+                    head.execution_id,
+                    head.head_seq,
+                    head.head_link,
+                    tree.size,
+                )
+                tree.append_hash(leaf_hash(leaf))
+                leaves.append((head, leaf, before))
+            checkpoint = Checkpoint(
+                tenant_origin(self.origin, tenant_id), tree.size, tree.root()
+            )
+            note = sign_checkpoint(checkpoint, self.signer)
+            checkpoints.append((tenant_id, tree.size, checkpoint.root, note))
+        key = self.view.tracking_key(tracking.application_name)
+        self.store.seal_round(leaves, checkpoints, (key, tracking.notification_id))
+        self.report.rounds += 1
+        self.report.leaves += len(leaves)
+
+    def _advanced(
+        self, execution_id: str, tenant_id: str, before: LedgerHead | None
+    ) -> tuple[LedgerHead, bytes, LedgerHead | None] | None:
+        """The head to seal, if it advanced and extends the sealed one."""
+        try:
+            history = Journal(self.store, tenant_id).history(execution_id)
+        except JournalError as exc:
+            self.report.refused.append(f"{execution_id}: not sealed: {exc}")
+            return None
+        seq, link = history.head
+        if before is not None:
+            if seq < before.head_seq or (
+                history.rows[before.head_seq - 1].hash != before.head_link
+            ):
+                self.report.refused.append(
+                    f"{execution_id}: not sealed: its history no longer passes "
+                    f"through the sealed head {before.head_seq} (rewritten)"
+                )
+                return None
+            if seq == before.head_seq:
+                return None
+        summary = history.summary
+        leaf = head_record(
+            tenant_id, execution_id, summary.flow, summary.state, seq, link
+        )
+        return LedgerHead(tenant_id, execution_id, seq, link, -1), leaf, before
+
+
+def sealer_runner(url: str) -> ProjectionRunner[JournalLog, LedgerView]:
+    """A started `ProjectionRunner` of the sealer over the store at `url`."""
+    env = {"PERSISTENCE_MODULE": "journal.persistence", "JOURNAL_DB": url}
+    return ProjectionRunner(
+        application_class=JournalLog,
+        projection_class=Sealer,
+        view_class=LedgerView,
+        env=env,
+    )
+
+
+def run_sealer(url: str, target: int | None, *, follow: bool = False) -> SealReport:
+    """Run the sealer until it has sealed up to position `target` (or, with
+    `follow`, until interrupted); return its report.
+
+    The runner's view store is closed here: eventsourcing's runner closes
+    the application it built, not the view's infrastructure.
+    """
+    runner = sealer_runner(url)
+    try:
+        with runner:
+            if follow:
+                runner.run_forever()
+            elif target is not None:
+                runner.wait(target, timeout=SEAL_TIMEOUT_S)
+            sealer = runner.projection
+            assert isinstance(sealer, Sealer)
+            return sealer.report
+    finally:
+        runner.view.store.close()
