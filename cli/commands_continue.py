@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +211,7 @@ def register(group: click.Group) -> None:
                     report_recovered(app, item)
                 if not follow:
                     return worst
+                sys.stdout.flush()  # a supervisor's log is read as it goes
                 time.sleep(seconds_of(every))
 
 

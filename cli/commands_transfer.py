@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.options import App, command
 from cli.params import EXECUTION_ID
+
+if TYPE_CHECKING:
+    from journal.export import Block, ImportReport
 
 
 def _blocks(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -100,6 +103,36 @@ def export(
     )
 
 
+def write_blocks(app: App, blocks: list[Block], count: int) -> ImportReport:
+    """Write verified blocks in one transaction. Into a SQLite file that
+    does not exist yet, write a hidden file beside it and link it into place
+    only once the transaction committed: an import that fails, or is
+    interrupted, leaves no file at the path it was given."""
+    from journal.export import import_blocks
+    from journal.urls import sqlite_path
+
+    path = sqlite_path(app.settings.db)
+    if path is None or path.exists():
+        with app.open(create=True) as journal_:
+            return import_blocks(journal_, blocks, count)
+    import journal
+
+    staging = path.with_name(f".{path.name}.importing-{os.getpid()}")
+    try:
+        with journal.open(
+            f"sqlite:///{staging.resolve()}",
+            tenant=app.settings.tenant,
+            create=True,
+            keyring=app.keyring(),
+        ) as journal_:
+            report = import_blocks(journal_, blocks, count)
+        os.link(staging, path)  # refuses to replace a file made meanwhile
+    finally:
+        for leftover in (staging, *(Path(f"{staging}{s}") for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+    return report
+
+
 def _ledger_proofs(journal_: Any) -> Callable[[str], bytes]:
     """Each exported execution's ledger proof (`journal.proofs`)."""
     from journal.errors import StoreError
@@ -116,7 +149,7 @@ def _ledger_proofs(journal_: Any) -> Callable[[str], bytes]:
 
 
 def import_(app: App, files: tuple[Path, ...]) -> None:
-    from journal.export import import_blocks, read_for_import
+    from journal.export import read_for_import
     from journal.keys import Keyring
 
     keyring = Keyring.from_env()
@@ -131,8 +164,7 @@ def import_(app: App, files: tuple[Path, ...]) -> None:
                 advance()
 
         blocks, count = read_for_import(files_advancing(), app.settings.tenant, keyring)
-    with app.open(create=True) as journal_:
-        report = import_blocks(journal_, blocks, count)
+    report = write_blocks(app, blocks, count)
     if app.out.json_mode:
         app.out.json(
             {

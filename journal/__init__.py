@@ -19,6 +19,7 @@ from journal.errors import EventDecodeError as EventDecodeError
 from journal.errors import ExecutionNotFoundError as ExecutionNotFoundError
 from journal.errors import InvalidIdError as InvalidIdError
 from journal.errors import InvalidTransitionError as InvalidTransitionError
+from journal.errors import InvalidValueError as InvalidValueError
 from journal.errors import JournalError as JournalError
 from journal.errors import LeaseLostError as LeaseLostError
 from journal.errors import NondeterminismError as NondeterminismError
@@ -68,6 +69,7 @@ __all__ = [
     "Flow",
     "InvalidIdError",
     "InvalidTransitionError",
+    "InvalidValueError",
     "Journal",
     "JournalError",
     "LeaseLostError",

@@ -43,6 +43,7 @@ from journal.packing import CONTROL_BYTE
 from journal.retry import append_with_retry
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
+from journal.validation import check_events
 
 log = logging.getLogger("journal")
 SNAPSHOT_EVERY = 10_000
@@ -299,6 +300,7 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
+        check_events(new, payloads, lambda i: f"{after.id} event {expected + i + 1}")
         codec.check_raw_values(str(after.id), new, payloads)
         summary = summarize(after)
         if expected == 0:

@@ -68,6 +68,8 @@ def decode(payload: bytes, *, where: str = "") -> AnyEvent:
         return cast(AnyEvent, _decoder.decode(payload))
     except msgspec.DecodeError as first_error:
         return _decode_slow(payload, where, first_error)
+    except RecursionError as e:  # the door refuses these; a stored one says so
+        raise EventDecodeError(f"{where}the event nests too deeply to read") from e
 
 
 def _decode_slow(payload: bytes, where: str, error: Exception) -> AnyEvent:

@@ -65,6 +65,9 @@ class RunContext(Protocol):
         """Answer a `journal.wait_for` from the record, or record the wait
         and halt the run."""
 
+    def refused(self, error: FlowDefinitionError) -> None:
+        """A call into this run's flow was refused (made outside the run)."""
+
     def run_child(
         self,
         frame: Frame,
@@ -209,27 +212,36 @@ def spawned_context() -> Context:
 # --- which flows have a run active in this process ---------------------------
 
 _active_lock = threading.Lock()
-_active: dict[int, int] = {}
+_active: dict[int, list[RunContext]] = {}
 
 
-def mark_active(flows: list[Flow], delta: int) -> None:
-    """Count runs (live or replay) of these flows in progress."""
+def mark_active(flows: list[Flow], run: RunContext, active: bool) -> None:
+    """Register (or unregister) a run (live or replay) of these flows."""
     with _active_lock:
         for flow in flows:
-            count = _active.get(id(flow), 0) + delta
-            if count > 0:
-                _active[id(flow)] = count
+            runs = _active.setdefault(id(flow), [])
+            if active:
+                runs.append(run)
             else:
-                _active.pop(id(flow), None)
+                runs.remove(run)
+                if not runs:
+                    del _active[id(flow)]
 
 
 def refuse_outside_run(step: StepDef) -> None:
-    """A step called without a run context while its flow runs is refused."""
-    if id(step.flow) not in _active:
+    """A step called without a run context while its flow runs is refused;
+    the runs of its flow are told, so that no ``except`` in the entry can
+    hide it (live: the run fails; replay: it diverges)."""
+    with _active_lock:
+        runs = list(_active.get(id(step.flow), ()))
+    if not runs:
         return
-    raise FlowDefinitionError(
+    error = FlowDefinitionError(
         f"step {step.callable_id} was called without the run's context while a "
         f"run of flow {step.flow.name!r} is active (on another thread?): it "
         "would run unrecorded. Call it through journal.run_in_thread(fn, ...) "
         "or a journal.executor() pool, which carry the run's context"
     )
+    for run in runs:
+        run.refused(error)
+    raise error

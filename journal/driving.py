@@ -72,7 +72,7 @@ def drive(run: Run, kwargs: dict[str, Any]) -> Outcome:
     assert entry is not None
     undo = enter(Frame(run, owner=owner_now()))
     flows = _active_flows(run.flow)
-    mark_active(flows, 1)
+    mark_active(flows, run, True)
     try:
         return Outcome(output=canonical(entry(**kwargs)))
     except Stop:
@@ -83,7 +83,7 @@ def drive(run: Run, kwargs: dict[str, Any]) -> Outcome:
         return Outcome(failure=exc)
     finally:
         run.finished = True
-        mark_active(flows, -1)
+        mark_active(flows, run, False)
         undo()
 
 
@@ -94,7 +94,7 @@ async def drive_async(run: Run, kwargs: dict[str, Any]) -> Outcome:
     install_task_factory(asyncio.get_running_loop())
     undo = enter(Frame(run, owner=owner_now()))
     flows = _active_flows(run.flow)
-    mark_active(flows, 1)
+    mark_active(flows, run, True)
     try:
         return Outcome(output=canonical(await entry(**kwargs)))
     except Stop:
@@ -105,7 +105,7 @@ async def drive_async(run: Run, kwargs: dict[str, Any]) -> Outcome:
         return _unwrap_signal(exc)
     finally:
         run.finished = True
-        mark_active(flows, -1)
+        mark_active(flows, run, False)
         undo()
 
 

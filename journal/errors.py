@@ -23,6 +23,13 @@ class EventDecodeError(JournalError, ValueError):
     """Stored or imported bytes do not decode into a known event."""
 
 
+class InvalidValueError(JournalError, ValueError):
+    """A value the store cannot hold or the fold cannot handle (a time
+    without a zone or out of range, nesting too deep, an integer beyond 64
+    bits, a raw value that is not JSON): refused before anything is written.
+    Names where it is (execution and event, or file and line) and the field."""
+
+
 class InvalidTransitionError(JournalError):
     """A command or event is not allowed in the execution's current state."""
 

@@ -37,14 +37,17 @@ from journal.errors import (
     ConflictError,
     EventDecodeError,
     ImportFormatError,
+    InvalidTransitionError,
     JournalError,
     TenantMismatchError,
 )
 from journal.fold import fold
 from journal.ids import ExecutionId, parse_execution_id, parse_tenant_id
 from journal.keys import Keyring
+from journal.model import Execution
 from journal.schema import document_matches
 from journal.store import History, ListFilter, Row, Summary
+from journal.validation import check_events, check_payload
 
 FORMAT = "journal-export/2"
 FORMAT_V1 = "journal-export/1"
@@ -104,6 +107,9 @@ class Block:
     events: list[ev.AnyEvent] = field(default_factory=list)
     source: str = ""
     mac_checked: bool = False  # the head MAC was checked with a key we hold
+    #: The fold of `events` (made while reading: a file that does not fold
+    #: is refused before any store is opened).
+    state: Execution | None = None
 
     @property
     def schema_document(self) -> bytes | None:
@@ -304,18 +310,19 @@ def _is_header_line(line: bytes) -> bool:
         return False
     try:
         return isinstance(_header_decoder.decode(line), Header)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
 
 
 def _is_event_line(line: bytes) -> bool:
     try:
         return isinstance(_line_decoder.decode(line), EventLine)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
 
 
 def _parse_header(line: bytes, where: str) -> Header:
+    check_payload(line, f"{where}: ")
     try:
         header = _header_decoder.decode(line)
     except msgspec.DecodeError as e:
@@ -340,6 +347,7 @@ def _parse_header(line: bytes, where: str) -> Header:
 def _parse_row(line: bytes, where: str) -> Row:
     if not line.strip():
         raise ImportFormatError(f"{where}: event line missing (file truncated?)")
+    check_payload(line, f"{where}: ")
     try:
         parsed = _line_decoder.decode(line)
         return Row(parsed.seq, parsed.payload.encode(), bytes.fromhex(parsed.hash))
@@ -424,12 +432,9 @@ def _verify_block(block: Block, keyring: Keyring, source: str, first_line: int) 
             f"({header.events} events) but the events end at {format_head(*head)}",
             seq=head[0],
         )
+    _decode_checked(block, source, first_line)
+    _check_state(block)  # before the MAC: it names what differs
     _check_mac(block, keyring, head)
-    try:
-        block.events = decode_rows(execution_id, block.rows)
-    except EventDecodeError as e:
-        raise ImportFormatError(f"{source}: {e}") from e
-    _check_state(block)
     created = block.events[0] if block.events else None
     if (
         not isinstance(created, ev.ExecutionCreated)
@@ -456,11 +461,38 @@ def _verify_block(block: Block, keyring: Keyring, source: str, first_line: int) 
         )
 
 
+def _decode_checked(block: Block, source: str, first_line: int) -> None:
+    """Decode the rows, refusing values the store cannot hold (file:line),
+    then fold them: a history the state machine refuses is an integrity
+    failure here (exit 6), as `journal replay --file` reports it."""
+    execution_id = block.header.execution_id
+    for i, row in enumerate(block.rows):
+        check_payload(row.payload, f"{source}:{first_line + i + 1}: ")
+    try:
+        block.events = decode_rows(execution_id, block.rows)
+    except EventDecodeError as e:
+        raise ImportFormatError(f"{source}: {e}") from e
+    payloads = [row.payload for row in block.rows]
+    check_events(block.events, payloads, lambda i: f"{source}:{first_line + i + 1}")
+    if not block.events or not isinstance(block.events[0], ev.ExecutionCreated):
+        return  # the caller names a missing ExecutionCreated precisely
+    try:
+        block.state = fold(ExecutionId(execution_id), block.events)
+    except InvalidTransitionError as e:
+        raise ChainIntegrityError(
+            f"{block.source}: {execution_id}: the history breaks the state "
+            f"machine: {e}",
+            seq=len(block.rows),
+        ) from e
+
+
 def _check_state(block: Block) -> None:
     header = block.header
-    if header.state is None or not isinstance(block.events[0], ev.ExecutionCreated):
+    first = block.events[0] if block.events else None
+    if header.state is None or not isinstance(first, ev.ExecutionCreated):
         return
-    state = fold(ExecutionId(header.execution_id), block.events).state_label
+    folded = block.state or fold(ExecutionId(header.execution_id), block.events)
+    state = folded.state_label
     if state != header.state:
         raise ChainIntegrityError(
             f"{block.source}: {header.execution_id}: the header says state "
@@ -472,7 +504,7 @@ def _check_state(block: Block) -> None:
 def to_history(block: Block) -> History:
     """The store's view of a verified block (its index row from the fold)."""
     header = block.header
-    state = fold(ExecutionId(header.execution_id), block.events)
+    state = block.state or fold(ExecutionId(header.execution_id), block.events)
     last = block.rows[-1]
     summary = replace(
         summarize(state),
@@ -540,10 +572,10 @@ def check_children(blocks: dict[str, Block]) -> None:
 def import_blocks(journal_: Journal, blocks: list[Block], files: int) -> ImportReport:
     """Write verified blocks in one transaction (see `import_files`)."""
     histories = [to_history(block) for block in blocks]
-    written = journal_.store.import_histories(histories)
-    # Each document was checked against its hash when its block was read.
-    for schema_hash, document in schema_lookup_for(blocks).items():
-        journal_.store.put_schema(schema_hash, document)
+    # Each document was checked against its hash when its block was read;
+    # they are written in the histories' transaction (all or nothing).
+    schemas = schema_lookup_for(blocks)
+    written = journal_.store.import_histories(histories, schemas)
     ids = [h.summary.execution_id for h in histories]
     return ImportReport(written, [i for i in ids if i not in written], files)
 

@@ -80,11 +80,28 @@ def error_from(exc: BaseException, step_type: str, **fields: Any) -> ExecutionEr
         )
     return ExecutionError(
         category=categorize(exc, step_type),
-        message=str(exc) or type(exc).__name__,
+        message=_message(exc),
         occurred_at=application.utc_now(),
         exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
         **fields,
     )
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's message; a group's names each of its members (a
+    TaskGroup's failures, in the order they happened), so that replay
+    compares what failed, not only how many."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, BaseExceptionGroup):
+        members = "; ".join(_member(e) for e in exc.exceptions)
+        message = f"{message}: {members}"
+    return message
+
+
+def _member(exc: BaseException) -> str:
+    if isinstance(exc, StepError):
+        return f"{exc.category.value}: {exc.error.message}"
+    return f"{type(exc).__name__}: {_message(exc)}"
 
 
 def same_error(a: ExecutionError | None, b: ExecutionError | None) -> bool:

@@ -159,6 +159,10 @@ class LiveRecorder(RecordChecks):
             return error
         return self.undeclared(error)
 
+    def refused(self, error: FlowDefinitionError) -> None:
+        """A step of this flow was called outside the run (another thread)."""
+        self._refuse(error)
+
     def _declared(self, check: Callable[[], None]) -> None:
         try:
             check()

@@ -10,7 +10,7 @@ were recorded as (`msgspec.Raw`), decoded on demand into the type you ask for.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -25,6 +25,17 @@ NULL: Any = msgspec.Raw(b"null")
 def is_null(value: msgspec.Raw) -> bool:
     """True when a raw JSON value is absent or ``null``."""
     return bytes(value) in (b"null", b"")
+
+
+def elapsed_ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Milliseconds from `start` to `end`. A time without a zone (refused at
+    the door since; a store may hold one from before) counts as UTC, so
+    mixed times never make a reader fail."""
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return int((end - start).total_seconds() * 1000)
 
 
 class ExecutionState(enum.StrEnum):
@@ -381,9 +392,7 @@ class Execution(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     @property
     def duration_ms(self) -> int | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+        return elapsed_ms(self.started_at, self.ended_at)
 
     @property
     def is_terminal(self) -> bool:

@@ -16,7 +16,8 @@ The first stored byte says which: ``0x01`` DEFLATE (dictionary v1);
 e.g. through eventsourcing's generic interface); anything else: token form,
 expanded on read (a no-op for plain JSON). A value edited on disk that no
 longer unpacks is returned as it is, so the chain check reports it at its
-sequence number instead of crashing.
+sequence number instead of crashing; so is one that would inflate beyond
+`MAX_PAYLOAD_BYTES` (inflation stops there).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from __future__ import annotations
 import re
 import zlib
 
+#: The largest payload the journal stores (`journal.validation` refuses
+#: bigger ones on append and import); `unpack` never inflates beyond it, so
+#: a crafted row cannot be a decompression bomb.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 _DEFLATED = 0x01
 _RAW = 0x00
 _DEFLATE_FROM = 512
@@ -100,9 +105,11 @@ def unpack(stored: bytes) -> bytes:
     if first == _DEFLATED:
         try:
             inflater = zlib.decompressobj(_WBITS, DICTIONARY_V1)
-            payload = inflater.decompress(stored[1:])
+            payload = inflater.decompress(stored[1:], MAX_PAYLOAD_BYTES + 1)
         except zlib.error:
             return stored
+        if len(payload) > MAX_PAYLOAD_BYTES or inflater.unconsumed_tail:
+            return stored  # inflates past the limit: not a row we wrote
         return payload if inflater.eof and not inflater.unused_data else stored
     for text, token in _EXPAND:
         stored = stored.replace(token, text)

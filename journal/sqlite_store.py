@@ -194,7 +194,7 @@ class SQLiteStore(SQLStore):
         """A store written before the log gets its tables (a read-only file
         is left alone: it is not written to, so it has nothing to number)."""
         found = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_pending'"
+            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_marks'"
         ).fetchone()
         if found[0] == 0:
             try:
@@ -274,7 +274,11 @@ class SQLiteStore(SQLStore):
         return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
 
     def _time_out(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        # A time stored without a zone (before the door refused them) is UTC.
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:

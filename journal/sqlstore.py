@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -75,6 +75,10 @@ _V1_COLUMNS = (
 )
 _SUMMARY_COLUMNS = _V1_COLUMNS + ", genesis, key_id, head_mac"
 _COLUMN_COUNT = 20
+_PUT_SCHEMA = (
+    "INSERT INTO journal_schemas (schema_hash, document) VALUES (?, ?) "
+    "ON CONFLICT (schema_hash) DO NOTHING"
+)
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "updated_at")
 _UPDATE_EXECUTION = (
     "UPDATE journal_executions SET "
@@ -241,7 +245,8 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
-        self._mark_unlogged(cur, key)  # journal.sql_log numbers them later
+        if rows:  # journal.sql_log numbers them later
+            self._mark_unlogged(cur, key, rows[-1].seq)
 
     def _key(self, cur: Any, execution_id: str, tenant_id: str) -> int | None:
         cur.execute(
@@ -469,13 +474,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
     @retried
     def put_schema(self, schema_hash: str, document: bytes) -> None:
         with self._write() as cur:
-            cur.execute(
-                self._q(
-                    "INSERT INTO journal_schemas (schema_hash, document) VALUES (?, ?) "
-                    "ON CONFLICT (schema_hash) DO NOTHING"
-                ),
-                (schema_hash, document),
-            )
+            cur.execute(self._q(_PUT_SCHEMA), (schema_hash, document))
 
     @retried
     def get_schema(self, schema_hash: str) -> bytes | None:
@@ -487,9 +486,13 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             found = cur.fetchone()
         return None if found is None else bytes(found[0])
 
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         written = []
         with self._write() as cur:
+            for schema_hash, document in (schemas or {}).items():
+                cur.execute(self._q(_PUT_SCHEMA), (schema_hash, document))
             signed = self._signing_check(cur)
             for history in histories:
                 summary = history.summary

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
@@ -47,6 +47,7 @@ from journal.errors import ConflictError, ExecutionNotFoundError, SigningKeyErro
 from journal.keys import SIGNING_KEY_ENV, Keyring
 from journal.leases import Lease, LeaseStore, MemoryLeases
 from journal.log import LogStore, MemoryLog
+from journal.model import elapsed_ms
 from journal.retry import RetryPolicy
 
 
@@ -88,9 +89,7 @@ class Summary:
 
     @property
     def duration_ms(self) -> int | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+        return elapsed_ms(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,13 +408,16 @@ class Store(LeaseStore, LogStore, ABC):
         """A stored schema document, or None."""
 
     @abstractmethod
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         """Write whole histories in one transaction; return ids written.
 
         Rows are stored with the hashes they carry (the caller verified
-        them). A history already present with identical rows is skipped; a
-        different one under the same id raises `ConflictError` and nothing
-        is written.
+        them); `schemas` (documents by hash, each checked by the caller) are
+        written in the same transaction. A history already present with
+        identical rows is skipped; a different one under the same id raises
+        `ConflictError` and nothing is written.
         """
 
     def census(self, tenant_id: str) -> Census:
@@ -595,7 +597,9 @@ class MemoryStore(MemoryLeases, MemoryLog, Store):
         with self._lock:
             return self._schemas.get(schema_hash)
 
-    def import_histories(self, histories: Sequence[History]) -> list[str]:
+    def import_histories(
+        self, histories: Sequence[History], schemas: Mapping[str, bytes] | None = None
+    ) -> list[str]:
         with self._lock:
             to_write: dict[str, History] = {}
             for history in histories:
@@ -621,6 +625,8 @@ class MemoryStore(MemoryLeases, MemoryLog, Store):
                 )
                 self._executions[history.summary.execution_id] = written
                 self._log_appended(written, 0, len(history.rows))
+            for schema_hash, document in (schemas or {}).items():
+                self._schemas.setdefault(schema_hash, document)
             return list(to_write)
 
     def _insert_stored(

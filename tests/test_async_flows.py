@@ -154,6 +154,9 @@ def test_a_task_group_failure_and_its_cancellation_replay_faithfully() -> None:
     assert execution.state is journal.ExecutionState.FAILED
     assert execution.error is not None
     assert execution.error.exception_type == "builtins.ExceptionGroup"
+    assert execution.error.message == (
+        "unhandled errors in a TaskGroup (1 sub-exception): PolicyViolation: refused 3"
+    )
     by_name = {s.name: s for s in execution.ordered_steps()}
     assert by_name["slow"].error is not None
     assert by_name["slow"].error.code == "cancelled"

@@ -198,3 +198,39 @@ def test_the_console_script_resumes_an_approval_in_another_process(
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{execution.id} Completed\n"
     assert effects.read_text().splitlines() == ["quote ord_42", "refund ord_42 40"]
+
+
+def test_with_a_keyring_the_cli_accepts_only_a_signed_approval(
+    db: str, invoke: Invoke, effects: Path, workdir: Path
+) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from journal.approvals import sign_digest
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    keyring = workdir / "approvers.json"
+    approvers = {"alice": base64.b64encode(public).decode()}
+    keyring.write_text(json.dumps({"approvers": approvers}))
+    execution = waiting_refund(db)
+    digest = str(execution.waits[0].digest)
+    approve = (
+        "--db", db, "--flows", FLOWS, "resume", execution.id, "--input", '"ok"',
+        "--approver", "alice", "--digest", digest, "--keyring", str(keyring),
+    )  # fmt: skip
+
+    unsigned = invoke(*approve)
+    forged = invoke(*approve, "--signature", "00" * 64)
+    signed = invoke(
+        *approve, "--signature", sign_digest(key.private_bytes_raw(), digest)
+    )
+
+    assert unsigned.exit_code == 9
+    assert "unsigned approval by alice" in unsigned.stderr
+    assert forged.exit_code == 9
+    assert "bad signature by alice" in forged.stderr
+    assert signed.exit_code == 0, signed.stderr
+    assert signed.stdout == f"{execution.id} Completed\n"

@@ -293,3 +293,31 @@ def test_recover_takes_over_a_run_whose_process_died_mid_step(
     key = f"{summary.execution_id}:1"
     assert lines(effects) == ["before", f"dies key={key}", f"dies key={key}"]
     replays_ok(journal_, summary.execution_id, flow)
+
+
+def test_an_async_entry_waits_and_is_resumed_with_its_gathered_steps_answered(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    import asyncio
+
+    flow = Flow("t.async_wait")
+
+    @flow.step(step_type="ToolNode")
+    async def look_up(n: int) -> int:
+        cf.effect(f"look up {n}")
+        await asyncio.sleep(0)
+        return n * 10
+
+    @flow.entry
+    async def main(n: int) -> int:
+        found = await asyncio.gather(look_up(n), look_up(n + 1))
+        extra: int = journal.wait_for("user_input", prompt="add?", type_=int)
+        return sum(found) + extra
+
+    waiting_run = flow.run(journal_, 1)
+    done = resume(flow, journal_, waiting_run.id, Approval(input=msgspec.Raw(b"5")))
+
+    assert waiting_run.state_label == "Waiting(user_input)"
+    assert done.decode_output(int) == 35
+    assert sorted(lines(effects)) == ["look up 1", "look up 2"]
+    replays_ok(journal_, waiting_run.id, flow)

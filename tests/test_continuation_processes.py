@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -161,11 +162,11 @@ def test_a_killed_run_is_recovered_by_exactly_one_of_two_recoverers(
     run.send_signal(signal.SIGKILL)
     run.communicate()
     deadline = time.monotonic() + LIMIT_S
-    while world.journal("recover", "--dry-run", "--older-than", "2s").stdout == "":
+    while world.journal("recover", "--dry-run", "--older-than", "3s").stdout == "":
         assert time.monotonic() < deadline, "the dead run's lease never went stale"
         time.sleep(0.1)
 
-    recoverers = [world.start_journal("recover", "--older-than", "2s") for _ in "ab"]
+    recoverers = [world.start_journal("recover", "--older-than", "3s") for _ in "ab"]
     results = [finish(r) for r in recoverers]
 
     assert alive.returncode == 0, alive.stderr
@@ -248,3 +249,28 @@ def test_a_resume_whose_prefix_diverges_exits_5_and_writes_nothing(
     assert refused.returncode == 5, refused.stderr
     assert "the recorded prefix diverges" in refused.stderr
     assert world.export(execution_id) == before
+
+
+def test_recover_follow_supervises_and_completes_a_run_killed_later(
+    world: World,
+) -> None:
+    if "postgresql" in world.url:
+        pytest.skip("one backend is enough for the supervisor loop")
+    run = world.start_flow("charges", "ord_11", JOURNAL_TEST_BLOCK=str(world.block))
+    wait_for_file(world.block, run)  # the store exists from here on
+    follower = world.start_journal(
+        "recover", "--follow", "--every", "0.1s", "--older-than", "1s"
+    )
+    try:
+        run.send_signal(signal.SIGKILL)
+        run.communicate()
+        assert follower.stdout is not None
+        ready, _, _ = select.select([follower.stdout], [], [], LIMIT_S)
+        assert ready, "the supervisor never recovered it"
+        line = follower.stdout.readline()  # flushed after each round
+    finally:
+        follower.send_signal(signal.SIGINT)
+        code, _out, _err = finish(follower)
+    assert code == 130
+    assert line.endswith(" recovered Completed\n"), line
+    replays_ok(world, world.only_execution())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import pickle
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,23 @@ def test_key_bytes_never_appear_in_reprs_messages_or_output(
     for form in (secret_hex, secret.hex().upper(), base64.b64encode(secret).decode()):
         assert form not in joined
         assert form[:16] not in joined
+
+
+def test_a_generated_key_signs_and_verifies_through_the_console_script(
+    run_script: Callable[..., subprocess.CompletedProcess[str]], workdir: Path
+) -> None:
+    generated = run_script("keys", "generate")
+    assert generated.returncode == 0, generated.stderr
+    key = generated.stdout.strip()
+    assert len(bytes.fromhex(key)) == 32
+    assert f"key id {key_id(key)}" in generated.stderr
+    assert run_script("init", "--db", "signed.db").returncode == 0
+    demo = run_script("demo", "--db", "signed.db", JOURNAL_SIGNING_KEY=key)
+    assert demo.returncode == 0, demo.stderr
+    verified = run_script("verify", "--all", "--db", "signed.db",
+                          JOURNAL_SIGNING_KEY=key)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    keyless = run_script("verify", "--all", "--db", "signed.db")
+    assert keyless.returncode == 10
+    assert key not in keyless.stdout + keyless.stderr + verified.stdout
+    assert sorted(p.name for p in workdir.iterdir()) == ["signed.db"]

@@ -15,9 +15,9 @@ from replay import Verdict
 from tests.flows_helpers import SideEffects, memory_journal
 
 
-def charging_flow(effects: SideEffects, how: str) -> Flow:
+def charging_flow(effects: SideEffects, how: str, name: str = "") -> Flow:
     """Charges three cards on worker threads, through `how`."""
-    flow = Flow(f"threads_{how}")
+    flow = Flow(name or f"threads_{how}")
 
     @flow.step(step_type="ToolNode")
     def charge(card: str) -> str:
@@ -131,4 +131,23 @@ def test_a_thread_that_copied_the_context_by_other_means_is_refused() -> None:
     assert execution.state is journal.ExecutionState.FAILED
     assert execution.error is not None
     assert "journal.run_in_thread" in execution.error.message
+    assert effects.calls == []
+
+
+def test_on_replay_a_step_on_a_plain_thread_is_refused_and_its_body_never_runs() -> (
+    None
+):
+    effects = SideEffects()
+    with memory_journal() as jr:
+        execution = charging_flow(effects, "executor").run(jr, ["a"])
+        effects.calls.clear()
+        # Same schema, but today's code hands the step to a plain pool.
+        today = charging_flow(effects, "plain", name="threads_executor")
+        result = replay.replay(jr, execution.id, [today])
+
+    assert result.verdict is Verdict.DIVERGED, result.report()
+    assert result.divergence is not None
+    reason = result.divergence.reason
+    assert reason.startswith("step threads_executor.charge was called without")
+    assert "journal.executor()" in reason
     assert effects.calls == []
