@@ -321,3 +321,79 @@ def test_an_async_entry_waits_and_is_resumed_with_its_gathered_steps_answered(
     assert done.decode_output(int) == 35
     assert sorted(lines(effects)) == ["look up 1", "look up 2"]
     replays_ok(journal_, waiting_run.id, flow)
+
+
+def test_a_resume_against_a_changed_schema_is_refused_before_anything_is_written(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    from journal.errors import SchemaMismatchError
+
+    execution = waiting(journal_)
+    changed = Flow("t.approvals")
+
+    @changed.step(step_type="ToolNode")
+    def quote(order: str) -> float:  # int -> float: another schema
+        return 40.0
+
+    @changed.entry
+    def approve_refund(order: str) -> str:
+        return str(quote(order))
+
+    before = [e.payload for e in journal_.events(execution.id)]
+
+    with pytest.raises(SchemaMismatchError) as refused:
+        resume(changed, journal_, execution.id, approval_for(execution))
+
+    assert refused.value.exit_code == 4
+    assert [e.payload for e in journal_.events(execution.id)] == before
+
+
+def test_a_running_execution_whose_lease_is_live_is_not_resumed(
+    journal_: journal.Journal, open_journal: OpenJournal, effects: Path
+) -> None:
+    from journal.errors import ConflictError
+
+    other = open_journal()
+    flow = Flow("t.busy")
+    seen: list[str] = []
+
+    @flow.step(step_type="ToolNode")
+    def busy() -> int:
+        execution_id = journal.step_key().split(":")[0]
+        try:
+            resume(flow, other, execution_id)
+        except ConflictError as e:
+            seen.append(str(e))
+        return 1
+
+    @flow.entry
+    def main() -> int:
+        return busy()
+
+    done = flow.run(journal_)
+
+    assert done.state is ExecutionState.COMPLETED
+    assert seen == [f"{done.id} is held by a live process (its lease)"]
+    assert ConflictError.exit_code == 7
+
+
+def test_an_execution_written_without_a_lease_is_recovered_only_once_it_is_old(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    handle = journal_.create(
+        flow="t.charges",
+        input={"order": "ord_3"},
+        schema_version=cf.charges.schema_version,
+    )
+    handle.start()
+
+    fresh = recover(journal_, [cf.charges], older_than_s=3600, dry_run_only=True)
+    old = recover(journal_, [cf.charges], older_than_s=0)
+
+    assert fresh == []
+    assert [(d.execution_id, d.state) for d in old] == [(handle.id, "Completed")]
+    assert lines(effects) == [
+        "reserve ord_3",
+        f"charge r-ord_3 key={handle.id}:1",
+        "ship charged r-ord_3",
+    ]
