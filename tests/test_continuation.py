@@ -397,3 +397,34 @@ def test_an_execution_written_without_a_lease_is_recovered_only_once_it_is_old(
         f"charge r-ord_3 key={handle.id}:1",
         "ship charged r-ord_3",
     ]
+
+
+def test_a_parent_waits_for_its_waiting_child_and_goes_on_once_the_child_ended(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    parent = Flow("t.manager", uses=[cf.approvals])
+
+    @parent.entry
+    def manage(order: str) -> str:
+        outcome: str = cf.approvals.run_child(order)
+        note: str = journal.wait_for("user_input", prompt="anything else?", type_=str)
+        return f"{outcome} / {note}"
+
+    stopped = parent.run(journal_, "ord_50")
+    (child_summary,) = journal_.list(journal.ListFilter(flow="t.approvals"))
+    child = journal_.get(child_summary.execution_id)
+    early = resume(parent, journal_, stopped.id)  # the child still waits
+    cf.approvals.resume(
+        journal_, child.id, input="yes", approver="alice", digest=child.waits[0].digest
+    )
+    asked = resume(parent, journal_, stopped.id)
+    done = resume(parent, journal_, stopped.id, Approval(input=msgspec.Raw(b'"no"')))
+
+    assert stopped.state_label == "Waiting(sub_agent)"
+    assert child.state_label == "Waiting(approval)"
+    assert early.state_label == "Waiting(sub_agent)"
+    assert asked.state_label == "Waiting(user_input)"
+    assert done.decode_output(str) == "refunded 40 (yes) / no"
+    assert lines(effects) == ["quote ord_50", "refund ord_50 40"]
+    replays_ok(journal_, stopped.id, parent)
+    replays_ok(journal_, child.id, cf.approvals)
