@@ -71,8 +71,7 @@ ROWS: dict[int, tuple[str, ...]] = {
 }
 
 #: code -> the work that adds it (and its test here).
-PENDING: dict[int, str] = {
-}
+PENDING: dict[int, str] = {}
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
