@@ -7,8 +7,9 @@ input that is refused leaves the store byte-identical. An accepted import
 leaves a tenant that still lists, verifies and shows.
 
 Bounded by default (a few seconds). ``JOURNAL_SOAK=1`` runs the release
-configuration, at least 100,000 inputs in all; each test prints its counts
-(see docs/reliability.md, "Fuzzing").
+configuration, at least 100,000 inputs in all; ``JOURNAL_FUZZ_EXAMPLES=N``
+runs N inputs per test. Each test prints its counts (see
+docs/reliability.md, "Fuzzing").
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ EXAMPLES = {
     "payloads": 35_000 if SOAK else 60,
     "arguments": 30_000 if SOAK else 60,
 }
+if os.environ.get("JOURNAL_FUZZ_EXAMPLES"):  # one count for every test
+    EXAMPLES = dict.fromkeys(EXAMPLES, int(os.environ["JOURNAL_FUZZ_EXAMPLES"]))
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130}
 #: How `cli.errors` renders an exception it did not expect.
 UNEXPECTED = re.compile(
