@@ -10,58 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cli.options import App, command
-from cli.params import EXECUTION_ID, _CheckedText
+from cli.params import DURATION, EXECUTION_ID, JSON_TEXT, seconds_of
 
 if TYPE_CHECKING:
     from journal.application import Journal
     from journal.approvals import Keyring
     from journal.flow import Flow
     from journal.model import Execution
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def check_duration(value: str) -> str:
-    """``30s``, ``500ms``, ``5m``, ``1h`` or plain seconds; `ValueError` if not."""
-    text = value.strip()
-    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(unit):
-            number = text[: -len(unit)]
-            break
-    else:
-        number = text
-    try:
-        seconds = float(number)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a duration (30s, 500ms, 5m)") from None
-    if seconds < 0:
-        raise ValueError(f"{value!r}: a duration cannot be negative")
-    return text
-
-
-def seconds_of(text: str) -> float:
-    """The seconds a checked duration stands for."""
-    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * _DURATION_UNITS[unit]
-    return float(text)
-
-
-DURATION = _CheckedText("DURATION", check_duration)
-
-
-def check_json(value: str) -> str:
-    """A JSON document as typed; `ValueError` saying where it breaks."""
-    import msgspec
-
-    try:
-        msgspec.json.decode(value)
-    except msgspec.DecodeError as e:
-        raise ValueError(f"not JSON: {e}") from None
-    return value
-
-
-JSON_TEXT = _CheckedText("JSON", check_json)
 
 
 def flow_for(app: App, journal_: Journal, execution_id: str) -> Flow:

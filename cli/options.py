@@ -91,44 +91,60 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     ctx.exit(0)
 
 
-_GLOBAL_OPTIONS = (
-    click.option(
-        "--db", type=DB_URL, expose_value=False, callback=_remember,
-        help=f"Store URL [env JOURNAL_DB; default {DEFAULT_DB}].",
-    ),
-    click.option(
-        "--tenant", type=TENANT, expose_value=False, callback=_remember,
-        help=f"Tenant [env JOURNAL_TENANT; default {DEFAULT_TENANT}].",
-    ),
-    click.option(
-        "--flows", metavar="MODULE", multiple=True, expose_value=False,
-        callback=_remember,
-        help="Module defining journal.Flow objects (repeatable) "
-        "[env JOURNAL_FLOWS, comma-separated; pyproject [tool.journal] flows].",
-    ),
-    click.option(
-        "--json", is_flag=True, expose_value=False, callback=_remember,
-        help="Machine output on stdout (messages go to stderr).",
-    ),
-    click.option(
-        "--debug", is_flag=True, expose_value=False, callback=_remember,
-        help="Show tracebacks.",
-    ),
-    click.option(
-        "--allow-unsigned", is_flag=True, expose_value=False, callback=_remember,
-        help="Accept unsigned chains, and write unsigned into a signed store "
-        "[env JOURNAL_ALLOW_UNSIGNED=1].",
-    ),
-    click.option(
-        "--version", is_flag=True, expose_value=False, is_eager=True,
-        callback=_version, help="Show the version and exit.",
-    ),
-)  # fmt: skip
+def _global_option_decorators(hidden: bool) -> tuple[Callable[[F], F], ...]:
+    """The global options; `hidden` on subcommands, whose help lists only
+    their own options (the group's help documents these once)."""
+    return (
+        click.option(
+            "--db", type=DB_URL, expose_value=False, hidden=hidden,
+            callback=_remember,
+            help=f"Store URL [env JOURNAL_DB; default {DEFAULT_DB}].",
+        ),
+        click.option(
+            "--tenant", type=TENANT, expose_value=False, hidden=hidden,
+            callback=_remember,
+            help=f"Tenant [env JOURNAL_TENANT; default {DEFAULT_TENANT}].",
+        ),
+        click.option(
+            "--flows", metavar="MODULE", multiple=True, expose_value=False,
+            hidden=hidden, callback=_remember,
+            help="Module defining journal.Flow objects (repeatable) "
+            "[env JOURNAL_FLOWS, comma-separated; pyproject [tool.journal] flows].",
+        ),
+        click.option(
+            "--json", is_flag=True, expose_value=False, hidden=hidden,
+            callback=_remember,
+            help="Machine output on stdout (messages go to stderr).",
+        ),
+        click.option(
+            "--debug", is_flag=True, expose_value=False, hidden=hidden,
+            callback=_remember,
+            help="Show tracebacks.",
+        ),
+        click.option(
+            "--allow-unsigned", is_flag=True, expose_value=False, hidden=hidden,
+            callback=_remember,
+            help="Accept unsigned chains, and write unsigned into a signed store "
+            "[env JOURNAL_ALLOW_UNSIGNED=1].",
+        ),
+        click.option(
+            "--version", is_flag=True, expose_value=False, hidden=hidden, is_eager=True,
+            callback=_version, help="Show the version and exit.",
+        ),
+    )  # fmt: skip
 
 
-def global_options(function: F) -> F:
-    """Add the global options to a group or command."""
-    for option in reversed(_GLOBAL_OPTIONS):
+#: Under every subcommand's help: where the global options are described.
+GLOBAL_EPILOG = (
+    "Global options (--db, --tenant, --flows, --json, --debug, "
+    "--allow-unsigned) go before or after the command: see 'journal --help'."
+)
+
+
+def global_options(function: F, *, hidden: bool = False) -> F:
+    """Add the global options to a group (shown in its help) or to a
+    command (`hidden`: accepted after the command, documented once)."""
+    for option in reversed(_global_option_decorators(hidden)):
         function = option(function)
     return function
 
@@ -284,6 +300,7 @@ def command(
             ctx = click.get_current_context()
             return function(App(resolve(flags_of(ctx))), *args, **kw)
 
-        return group.command(name, **kwargs)(global_options(run))
+        kwargs.setdefault("epilog", GLOBAL_EPILOG)
+        return group.command(name, **kwargs)(global_options(run, hidden=True))
 
     return decorator

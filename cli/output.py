@@ -90,10 +90,7 @@ class Output:
         texts = [[_text(cell) for cell in row] for row in rows]
         table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
         for i, column in enumerate(columns):
-            # Ids are never cut or wrapped (users copy them); the rest may wrap.
-            is_id = any(row[i].startswith("exec_") for row in texts)
-            width = max((len(row[i]) for row in texts), default=0) if is_id else None
-            table.add_column(column, no_wrap=is_id, min_width=width)
+            table.add_column(column, **column_layout([row[i] for row in texts]))
         for row in texts:
             table.add_row(*row)
         Console().print(table)
@@ -110,6 +107,25 @@ class Output:
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task(description, total=total)
             yield lambda: bar.advance(task)
+
+
+#: Cells up to this long with no space (ids, states, short words) keep
+#: their whole width; longer ones (heads, hashes) fold onto more lines.
+WHOLE_WORD = 40
+
+
+def column_layout(cells: Sequence[str]) -> dict[str, Any]:
+    """How a rich column treats its cells on a narrow terminal: a word (an
+    id, a state such as ``Waiting(approval)``) is never cut or wrapped, since
+    users copy them; a long word (a chain head) folds onto more lines with
+    every character kept; text wraps at spaces. Nothing is ever cut off with
+    an ellipsis."""
+    words = [cell for cell in cells if " " not in cell]
+    if words and len(words) == len(cells):
+        widest = max(len(cell) for cell in cells)
+        if widest <= WHOLE_WORD:
+            return {"no_wrap": True, "min_width": widest, "overflow": "fold"}
+    return {"overflow": "fold"}
 
 
 def _isatty(stream: Any) -> bool:

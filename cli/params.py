@@ -196,3 +196,49 @@ def list_filter(
 
 def any_filter(*values: object) -> bool:
     return any(value is not None for value in values)
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _split_duration(text: str) -> tuple[str, float]:
+    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            return text[: -len(unit)], _DURATION_UNITS[unit]
+    return text, 1.0
+
+
+def check_duration(value: str) -> str:
+    """``30s``, ``500ms``, ``5m``, ``1h`` or plain seconds; `ValueError` if not."""
+    text = value.strip()
+    number, _unit = _split_duration(text)
+    try:
+        seconds = float(number)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration (30s, 500ms, 5m)") from None
+    if seconds < 0:
+        raise ValueError(f"{value!r}: a duration cannot be negative")
+    return text
+
+
+def seconds_of(text: str) -> float:
+    """The seconds a checked duration stands for."""
+    number, unit = _split_duration(text)
+    return float(number) * unit
+
+
+def check_json(value: str) -> str:
+    """A JSON document as typed; `ValueError` saying where it breaks."""
+    import msgspec
+
+    try:
+        msgspec.json.decode(value)
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    return value
+
+
+#: ``--older-than``, ``--every``: ``30s``, ``500ms``, ``5m``, ``1h``.
+DURATION = _CheckedText("DURATION", check_duration)
+#: ``--input``: a JSON document.
+JSON_TEXT = _CheckedText("JSON", check_json)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -32,11 +32,14 @@ from journal.ids import (
 )
 from journal.keys import Keyring
 from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
-from journal.model import Execution
+from journal.model import Execution, ParentLink
 from journal.packing import CONTROL_BYTE
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 from journal.validation import check_events
+
+if TYPE_CHECKING:
+    from journal.commands import ExecutionHandle
 
 SNAPSHOT_EVERY = 10_000
 _LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
@@ -293,7 +296,7 @@ class Journal:
                 "(it holds a control byte)"
             )
         check_events(new, payloads, lambda i: f"{after.id} event {expected + i + 1}")
-        codec.check_raw_values(str(after.id), new, payloads)
+        codec.check_raw_values(str(after.id), new)
         summary = summarize(after)
         if expected == 0:
             summary = replace(summary, genesis=self.genesis_for(summary, origin))
@@ -382,13 +385,43 @@ class Journal:
 
     # --- commands (see journal.commands) ---------------------------------
 
-    def create(self, **kwargs: Any) -> Any:
-        """Create an execution; returns an `ExecutionHandle` for commands."""
+    def create(
+        self,
+        *,
+        flow: str | None = None,
+        input: Any = None,
+        parent: ParentLink | None = None,
+        schema_version: str | None = None,
+        execution_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> ExecutionHandle:
+        """Create an execution of this tenant (records ``ExecutionCreated``).
+
+        Args:
+            flow: The flow's name, when a flow records it.
+            input: The execution's input (any msgspec-encodable value).
+            parent: The parent link of a child execution.
+            schema_version: The flow's ``sha256:…`` schema hash.
+            execution_id: An explicit id (``exec_…``); new if not given.
+            lease: The lease the first append must hold.
+
+        Returns:
+            An `ExecutionHandle` with the commands (``start``, ``add_step``,
+            ``complete``, …).
+        """
         from journal.commands import ExecutionHandle
 
-        return ExecutionHandle.create(self, **kwargs)
+        return ExecutionHandle.create(
+            self,
+            flow=flow,
+            input=input,
+            parent=parent,
+            schema_version=schema_version,
+            execution_id=execution_id,
+            lease=lease,
+        )
 
-    def handle(self, execution_id: str) -> Any:
+    def handle(self, execution_id: str) -> ExecutionHandle:
         """An `ExecutionHandle` on an existing execution of this tenant."""
         from journal.commands import ExecutionHandle
 

@@ -211,8 +211,16 @@ def recoverable(
             if flow is None or summary.parent_id is not None:
                 continue
             lease = journal_.store.get_lease(summary.execution_id, journal_.tenant_id)
-            if lease is None or lease.is_stale(stale_ms, at):
-                found.append((summary.execution_id, flow))
+            if lease is None:
+                # Written without a lease (before leases existed, or by the
+                # command API): dead when its last event is old enough.
+                last = summary.updated_at or summary.created_at
+                age_ms = at - last.timestamp() * 1000 if last else 0
+                if last is None or max(0, age_ms) < stale_ms:
+                    continue
+            elif not lease.is_stale(stale_ms, at):
+                continue
+            found.append((summary.execution_id, flow))
     return found
 
 

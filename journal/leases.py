@@ -22,9 +22,10 @@ import secrets
 import socket
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from journal.errors import LeaseLostError
+from journal.errors import JournalError, LeaseLostError
 
 #: How often a running process renews its lease (seconds); its lease's
 #: time-to-live is three times that. ``JOURNAL_HEARTBEAT_S`` overrides it.
@@ -223,4 +224,7 @@ class Heartbeat:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         if release and not self.lost.is_set():
-            self.store.release_lease(self.lease)
+            # A store that fails now must not hide why the run ended: an
+            # unreleased lease simply expires with its time-to-live.
+            with suppress(JournalError):
+                self.store.release_lease(self.lease)

@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
+from journal import events as ev
 from journal.calls import call_key, current_step_key
 from journal.checks import RecordChecks
 from journal.codec import json_problem
@@ -36,8 +37,10 @@ from journal.model import (
     StepSource,
     StepState,
     StepType,
+    WaitReason,
 )
 from journal.schema import canonical
+from journal.waits import child_wait_detail
 
 if TYPE_CHECKING:
     from journal.commands import ExecutionHandle
@@ -325,6 +328,8 @@ class LiveRecorder(RecordChecks):
         result = self.child_runner(
             child, self.handle.journal, args, kwargs, link, child_id
         )
+        if result.state.value in ("Waiting", "Paused"):
+            self._wait_for_child(result)
         if result.error is None and result.state.value == "Completed":
             with self._write() as handle:
                 handle.complete_step(
@@ -339,6 +344,22 @@ class LiveRecorder(RecordChecks):
         with self._write() as handle:
             handle.fail_step(step_id, error, duration_ms=_ms_since(started))
         raise StepError(error=error)
+
+    def _wait_for_child(self, child: Execution) -> NoReturn:
+        """A child stopped (it waits for a person, or was paused): this run
+        waits for it too (`sub_agent`), its call step still running. Resuming
+        this execution once the child has ended takes the child's result."""
+        from journal.application import utc_now
+
+        with self._write() as handle:
+            handle.record(
+                ev.ExecutionWaiting(
+                    at=utc_now(),
+                    reason=WaitReason.SUB_AGENT,
+                    detail=child_wait_detail(child),
+                )
+            )
+        raise Halt
 
     def _cancelled(self, step_id: StepId, started: float) -> None:
         """Record an attempt cancelled in flight (it is then re-raised)."""

@@ -122,8 +122,6 @@ class PostgresStore(SQLStore):
     """The server for teams: many processes and machines append concurrently."""
 
     BLOB = "BYTEA"
-    LOCK_OF_EXECUTIONS = " FOR UPDATE OF x"
-    SKIP_LOCKED = " SKIP LOCKED"
 
     P = "%s"
     LOCK_ROW = " FOR UPDATE"
@@ -155,7 +153,7 @@ class PostgresStore(SQLStore):
     def _add_log_tables(self) -> None:
         """A store written before the log gets its tables on open."""
         with self._transaction(write=False) as cur:
-            cur.execute("SELECT to_regclass('journal_log_pending') IS NOT NULL")
+            cur.execute("SELECT to_regclass('journal_log_marks') IS NOT NULL")
             if cur.fetchone()[0]:
                 return
         with self._transaction(write=True) as cur:

@@ -38,7 +38,7 @@ from journal.live import (
 from journal.matching import Stop
 from journal.model import Step, StepState
 from journal.schema import canonical
-from journal.waits import WaitRequest, answer, differs
+from journal.waits import WaitRequest, answer, differs, own_waits
 
 if TYPE_CHECKING:
     from journal.flow import StepDef
@@ -296,7 +296,7 @@ class Run(LiveRecorder):
             ordinal = self.waits_seen
             self.waits_seen += 1
         known = self.handle.state if self.handle is not None else self.record
-        waits = known.waits if known is not None else []
+        waits = own_waits(known) if known is not None else []
         if ordinal < len(waits):
             wait = waits[ordinal]
             why = differs(wait, request)

@@ -1,20 +1,22 @@
 """The store-wide log in the SQL backends (see `journal.log` for the design).
 
-Writers append events without a position; in the same transaction they mark
-the execution in ``journal_log_pending`` (one row per execution, whatever
-the number of appends). A *sequencer* round, run by whoever reads the log,
-numbers what has committed since the last round: for each pending execution
-it gives the events after ``journal_log_heads.logged_seq`` one range of
+Writers append events without a position; as the last statement of the same
+transaction they mark the execution in ``journal_log_marks`` with its new
+head (one row per execution, whatever the number of appends). A *sequencer*
+round, run by whoever reads the log, numbers what has committed since the
+last round: for each marked execution it gives the events after
+``journal_log_heads.logged_seq`` up to the marked head one range of
 positions after the largest so far, in execution-key order, moves
-``logged_seq`` and removes the mark, all in one transaction. Rounds are
-serialised (SQLite: the write lock; PostgreSQL: an advisory lock a round
-*tries*, so a busy sequencer is never waited for). A round only sees
-committed rows and locks the execution rows it numbers (skipping those a
-writer holds: they are numbered next round), so every position it hands out
-is above every position a follower can already have read: nothing is filled
-in behind a follower, however late a writer commits. Writers of different
-executions share no lock; a round and a writer of the same execution wait
-for each other at most one short transaction.
+``logged_seq``, and removes the mark only if it still holds the head it read,
+all in one transaction. Rounds are serialised (SQLite: the write lock;
+PostgreSQL: an advisory lock a round *tries*, so a busy sequencer is never
+waited for). A round only sees committed marks, and a mark commits with its
+events, so every position it hands out is above every position a follower
+can already have read: nothing is filled in behind a follower, however late
+a writer commits. A writer that moves the mark while a round removes it
+either waits for the round and marks afresh, or makes the round's removal
+miss (the head changed): its events are numbered next round. Writers of
+different executions share no lock; a round never locks an execution.
 
 ``journal_log`` holds one row per numbered range: ``position`` (the first
 position), the execution's key and the range of sequence numbers.
@@ -40,7 +42,8 @@ def log_ddl(key_type: str) -> tuple[str, ...]:
         "exec_key BIGINT NOT NULL, "
         "first_seq BIGINT NOT NULL, "
         "last_seq BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS journal_log_pending (exec_key BIGINT PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS journal_log_marks ("
+        "exec_key BIGINT PRIMARY KEY, head_seq BIGINT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS journal_log_heads ("
         "exec_key BIGINT PRIMARY KEY, "
         "logged_seq BIGINT NOT NULL)",
@@ -51,12 +54,11 @@ def log_ddl(key_type: str) -> tuple[str, ...]:
 
 
 _PENDING = (
-    "SELECT p.exec_key, (SELECT min(e.seq) FROM journal_events e "
-    "WHERE e.exec_key = p.exec_key AND e.seq > coalesce(h.logged_seq, -1)), "
-    "x.head_seq FROM journal_log_pending p "
-    "JOIN journal_executions x ON x.exec_key = p.exec_key "
-    "LEFT JOIN journal_log_heads h ON h.exec_key = p.exec_key "
-    "ORDER BY p.exec_key"
+    "SELECT m.exec_key, (SELECT min(e.seq) FROM journal_events e "
+    "WHERE e.exec_key = m.exec_key AND e.seq > coalesce(h.logged_seq, -1) "
+    "AND e.seq <= m.head_seq), m.head_seq FROM journal_log_marks m "
+    "LEFT JOIN journal_log_heads h ON h.exec_key = m.exec_key "
+    "ORDER BY m.exec_key"
 )
 _LAST_RANGE = (
     "SELECT position, exec_key, first_seq, last_seq FROM journal_log "
@@ -80,9 +82,6 @@ _ENTRIES = (
 class SQLLog:
     """The log methods of `journal.sqlstore.SQLStore`."""
 
-    LOCK_OF_EXECUTIONS = ""  # locks the execution rows a round numbers
-    SKIP_LOCKED = ""
-
     def _transaction(self, write: bool) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
@@ -96,34 +95,33 @@ class SQLLog:
     def _notify_log(self, cur: Any) -> None:
         """Tell listening followers that positions were handed out."""
 
-    def _mark_unlogged(self, cur: Any, key: int) -> None:
-        """Inside a write: the execution has events the log has not numbered."""
+    def _mark_unlogged(self, cur: Any, key: int, head_seq: int) -> None:
+        """Last in a write: the execution has events up to `head_seq` that the
+        log has not numbered."""
         cur.execute(
             self._q(
-                "INSERT INTO journal_log_pending (exec_key) VALUES (?) "
-                "ON CONFLICT (exec_key) DO NOTHING"
+                "INSERT INTO journal_log_marks (exec_key, head_seq) VALUES (?, ?) "
+                "ON CONFLICT (exec_key) DO UPDATE SET head_seq = excluded.head_seq"
             ),
-            (key,),
+            (key, head_seq),
         )
 
     def sequence_log(self, *, wait: bool = False) -> int:
         """Number what has committed since the last round; return how many.
 
-        With ``wait`` the round waits for a running round and for writers
-        holding an execution row, instead of leaving them to the next one.
+        With ``wait`` the round waits for a running round instead of leaving
+        what is new to it.
         """
         if not wait and not self._has_unlogged():
             return 0
         with self._transaction(write=True) as cur:
             if not self._sequencer_lock(cur, wait):
                 return 0
-            locking = self.LOCK_OF_EXECUTIONS + ("" if wait else self.SKIP_LOCKED)
-            cur.execute(_PENDING + locking)
+            cur.execute(_PENDING)
             found_rows = cur.fetchall()
             pending = [row for row in found_rows if row[1] is not None]
-            stale = [(row[0],) for row in found_rows if row[1] is None]
-            cur.executemany(
-                self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"), stale
+            self._unmark(
+                cur, [(row[0], row[2]) for row in found_rows if row[1] is None]
             )
             if not pending:
                 return 0
@@ -165,14 +163,21 @@ class SQLLog:
             ),
             updates,
         )
+        self._unmark(cur, updates)
+
+    def _unmark(self, cur: Any, marks: list[tuple[int, int]]) -> None:
+        """Remove marks that still hold the head the round read (a writer
+        that moved one since keeps it for the next round)."""
         cur.executemany(
-            self._q("DELETE FROM journal_log_pending WHERE exec_key = ?"),
-            [(key,) for key, _ in updates],
+            self._q(
+                "DELETE FROM journal_log_marks WHERE exec_key = ? AND head_seq = ?"
+            ),
+            marks,
         )
 
     def _has_unlogged(self) -> bool:
         with self._transaction(write=False) as cur:
-            cur.execute("SELECT 1 FROM journal_log_pending LIMIT 1")
+            cur.execute("SELECT 1 FROM journal_log_marks LIMIT 1")
             return cur.fetchone() is not None
 
     def read_log(

@@ -177,7 +177,7 @@ class SQLiteStore(SQLStore):
         """A store written before the log gets its tables (a read-only file
         is left alone: it is not written to, so it has nothing to number)."""
         found = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_pending'"
+            "SELECT count(*) FROM sqlite_master WHERE name = 'journal_log_marks'"
         ).fetchone()
         if found[0] == 0:
             try:

@@ -240,7 +240,8 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
                 for r, topic in zip(rows, topics, strict=True)
             ],
         )
-        self._mark_unlogged(cur, key)  # journal.sql_log numbers them later
+        if rows:  # journal.sql_log numbers them later
+            self._mark_unlogged(cur, key, rows[-1].seq)
 
     def _key(self, cur: Any, execution_id: str, tenant_id: str) -> int | None:
         cur.execute(

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from journal.context import current_frame
-from journal.model import Answer, Wait, WaitReason, is_null
+from journal.model import Answer, Execution, Wait, WaitReason, is_null
 from journal.schema import canonical
 
 
@@ -89,6 +89,27 @@ def wait_for(
         type_,
     )
     return frame.run.wait_for(frame, request)
+
+
+_CHILD_WAIT = "child "
+
+
+def child_wait_detail(child: Execution) -> str:
+    """The detail of the `sub_agent` wait a parent records for a child."""
+    return f"{_CHILD_WAIT}{child.id} is {child.state_label}"
+
+
+def own_waits(execution: Execution) -> list[Wait]:
+    """The waits its entry's `wait_for` calls recorded (not those recorded
+    for a waiting child): what `wait_for` calls are matched against."""
+    return [
+        wait
+        for wait in execution.waits
+        if not (
+            wait.reason is WaitReason.SUB_AGENT
+            and (wait.detail or "").startswith(_CHILD_WAIT + "exec_")
+        )
+    ]
 
 
 def differs(wait: Wait, request: WaitRequest) -> str | None:

@@ -195,3 +195,25 @@ def test_demo_next_commands_repeat_a_db_flag(invoke: Invoke, workdir: Path) -> N
     assert "Next, try:" in result.stdout
     assert "  journal --db other.db list" in result.stdout
     assert (workdir / "other.db").exists()
+
+
+def test_a_narrow_terminal_never_cuts_an_id_a_state_or_a_head(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.output import Output
+
+    monkeypatch.setenv("COLUMNS", "80")
+    out = Output(json_mode=False)
+    out.terminal = True
+    execution_id = "exec_3MrtBynJ4gTGvX4MrU2io6Eqfyr"
+    head = "17:" + "2e00df458660e4e8252db36b0db0b2d3bd3436ad45f295fef462f5f0542bac80"
+
+    out.table(("id", "state", "head"), [(execution_id, "Waiting(approval)", head)])
+
+    lines = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    body = [line for line in lines if line.strip() and "─" not in line][1:]
+    assert execution_id in body[0]
+    assert "Waiting(approval)" in body[0]
+    assert "".join(line.split()[-1] for line in body) == head
+    assert "…" not in "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80

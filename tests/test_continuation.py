@@ -321,3 +321,110 @@ def test_an_async_entry_waits_and_is_resumed_with_its_gathered_steps_answered(
     assert done.decode_output(int) == 35
     assert sorted(lines(effects)) == ["look up 1", "look up 2"]
     replays_ok(journal_, waiting_run.id, flow)
+
+
+def test_a_resume_against_a_changed_schema_is_refused_before_anything_is_written(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    from journal.errors import SchemaMismatchError
+
+    execution = waiting(journal_)
+    changed = Flow("t.approvals")
+
+    @changed.step(step_type="ToolNode")
+    def quote(order: str) -> float:  # int -> float: another schema
+        return 40.0
+
+    @changed.entry
+    def approve_refund(order: str) -> str:
+        return str(quote(order))
+
+    before = [e.payload for e in journal_.events(execution.id)]
+
+    with pytest.raises(SchemaMismatchError) as refused:
+        resume(changed, journal_, execution.id, approval_for(execution))
+
+    assert refused.value.exit_code == 4
+    assert [e.payload for e in journal_.events(execution.id)] == before
+
+
+def test_a_running_execution_whose_lease_is_live_is_not_resumed(
+    journal_: journal.Journal, open_journal: OpenJournal, effects: Path
+) -> None:
+    from journal.errors import ConflictError
+
+    other = open_journal()
+    flow = Flow("t.busy")
+    seen: list[str] = []
+
+    @flow.step(step_type="ToolNode")
+    def busy() -> int:
+        execution_id = journal.step_key().split(":")[0]
+        try:
+            resume(flow, other, execution_id)
+        except ConflictError as e:
+            seen.append(str(e))
+        return 1
+
+    @flow.entry
+    def main() -> int:
+        return busy()
+
+    done = flow.run(journal_)
+
+    assert done.state is ExecutionState.COMPLETED
+    assert seen == [f"{done.id} is held by a live process (its lease)"]
+    assert ConflictError.exit_code == 7
+
+
+def test_an_execution_written_without_a_lease_is_recovered_only_once_it_is_old(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    handle = journal_.create(
+        flow="t.charges",
+        input={"order": "ord_3"},
+        schema_version=cf.charges.schema_version,
+    )
+    handle.start()
+
+    fresh = recover(journal_, [cf.charges], older_than_s=3600, dry_run_only=True)
+    old = recover(journal_, [cf.charges], older_than_s=0)
+
+    assert fresh == []
+    assert [(d.execution_id, d.state) for d in old] == [(handle.id, "Completed")]
+    assert lines(effects) == [
+        "reserve ord_3",
+        f"charge r-ord_3 key={handle.id}:1",
+        "ship charged r-ord_3",
+    ]
+
+
+def test_a_parent_waits_for_its_waiting_child_and_goes_on_once_the_child_ended(
+    journal_: journal.Journal, effects: Path
+) -> None:
+    parent = Flow("t.manager", uses=[cf.approvals])
+
+    @parent.entry
+    def manage(order: str) -> str:
+        outcome: str = cf.approvals.run_child(order)
+        note: str = journal.wait_for("user_input", prompt="anything else?", type_=str)
+        return f"{outcome} / {note}"
+
+    stopped = parent.run(journal_, "ord_50")
+    (child_summary,) = journal_.list(journal.ListFilter(flow="t.approvals"))
+    child = journal_.get(child_summary.execution_id)
+    early = resume(parent, journal_, stopped.id)  # the child still waits
+    cf.approvals.resume(
+        journal_, child.id, input="yes", approver="alice", digest=child.waits[0].digest
+    )
+    asked = resume(parent, journal_, stopped.id)
+    done = resume(parent, journal_, stopped.id, Approval(input=msgspec.Raw(b'"no"')))
+
+    assert stopped.state_label == "Waiting(sub_agent)"
+    assert child.state_label == "Waiting(approval)"
+    assert early.state_label == "Waiting(sub_agent)"
+    assert asked.state_label == "Waiting(user_input)"
+    assert done.decode_output(str) == "refunded 40 (yes) / no"
+    assert lines(effects) == ["quote ord_50", "refund ord_50 40"]
+    replays_ok(journal_, stopped.id, parent)
+    replays_ok(journal_, child.id, cf.approvals)

@@ -63,13 +63,13 @@ ROWS: dict[int, tuple[str, ...]] = {
     7: ("test_row_7_an_import_of_a_different_history_exits_7",),
     8: ("test_row_8_a_command_the_state_does_not_allow_exits_8",),
     9: ("test_row_9_an_approval_for_another_digest_exits_9",),
+    10: ("test_row_10_a_signed_store_without_its_key_exits_10",),
     11: ("test_row_11_a_run_whose_lease_was_taken_over_exits_11",),
     130: ("test_row_130_an_interrupt_exits_130",),
 }
 
 #: code -> the work that adds it (and its test here).
 PENDING: dict[int, str] = {
-    10: "signing key not available (integrity work)",
     12: "lock wait or statement timed out (pgfaults work)",
 }
 
@@ -347,6 +347,22 @@ def test_row_11_a_run_whose_lease_was_taken_over_exits_11(
     assert process.returncode == 11, stderr
     assert stderr.startswith(f"journal: error: {fork}: lease lost"), stderr
     assert stderr.count("\n") == 1
+
+
+def test_row_10_a_signed_store_without_its_key_exits_10(
+    run_script: Run, workdir: Path
+) -> None:
+    generated = run_script("keys", "generate")
+    assert generated.returncode == 0, generated.stderr
+    key = generated.stdout.strip()
+    assert run_script("init", "--db", "signed.db").returncode == 0
+    recorded = run_script("demo", "--db", "signed.db", JOURNAL_SIGNING_KEY=key)
+    assert recorded.returncode == 0, recorded.stderr
+
+    result = run_script("verify", "--all", "--db", "signed.db")
+
+    assert result.returncode == 10
+    assert key not in result.stdout + result.stderr
 
 
 def test_row_130_an_interrupt_exits_130(workdir: Path) -> None:

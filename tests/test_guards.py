@@ -90,7 +90,7 @@ def test_a_postgres_role_without_ddl_rights_records_and_verifies(
         f"GRANT SELECT, INSERT ON {schema}.journal_schemas, {schema}.journal_meta "
         f"TO {role}",
         # A writer marks its execution for the store-wide log's next round.
-        f"GRANT SELECT, INSERT ON {schema}.journal_log_pending TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE ON {schema}.journal_log_marks TO {role}",
     ]
     with psycopg.connect(server_url(), autocommit=True) as admin:
         for statement in grants:

@@ -1,0 +1,188 @@
+"""The store-wide log and the ledger: sealing throughput, follower lag under
+concurrent writers, the writers' scaling, and the bytes the log adds per step.
+
+Run on its own with ``python -m benchmarks.ledger [POSTGRES_URL]`` (a schema
+of its own is created in the database and dropped afterwards), or as part of
+``python -m benchmarks``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import journal
+from benchmarks import ours
+from benchmarks.anchors._disk import settled_db_bytes
+from journal.follow import Waiter, follow_log
+from journal.ledger import KEY_FILE_ENV, write_key_file
+from journal.sealer import run_sealer
+from journal.signednote import Signer
+from journal.sqlstore import SQLStore
+from journal.urls import open_store
+
+ORIGIN = "bench.ledger"
+
+
+def _steps(j: journal.Journal, executions: int, steps: int) -> None:
+    for _ in range(executions):
+        handle = j.create(flow="bench.ledger")
+        handle.start()
+        for n in range(steps):
+            handle.complete_step(handle.start_step("s", input=n), {"n": n})
+
+
+def sealing(url: str, tmp: Path, heads: int) -> dict[str, float]:
+    """Heads sealed per second: `heads` executions, one sealing pass."""
+    key = tmp / f"ledger-{secrets.token_hex(4)}.key"
+    write_key_file(key, Signer.generate(ORIGIN))
+    os.environ[KEY_FILE_ENV] = str(key)
+    store = open_store(url)
+    assert isinstance(store, SQLStore)
+    store.init_ledger(ORIGIN)
+    with journal.open(url, tenant="tenant_benchledger") as j:
+        _steps(j, heads, 2)
+    store.sequence_log(wait=True)
+    target = store.max_position()
+    store.close()
+    t0 = time.perf_counter()
+    report = run_sealer(url, target)
+    seconds = time.perf_counter() - t0
+    return {"heads": report.leaves, "seconds": seconds, "heads_per_s": heads / seconds}
+
+
+def _writer(url: str, steps: int, barrier: Any) -> None:
+    with journal.open(url, tenant=f"tenant_benchlag{os.getpid()}") as j:
+        handle = j.create(flow="bench.lag")
+        handle.start()
+        barrier.wait()
+        for n in range(steps):
+            handle.complete_step(handle.start_step("s", input=n), {"n": n})
+
+
+class _At(msgspec.Struct):
+    at: str
+
+
+def follower_lag(url: str, writers: int, steps: int) -> dict[str, float]:
+    """Seconds from an event's own time to a follower receiving it, while
+    `writers` processes append (median and 95th percentile)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(writers + 1)
+    processes = [
+        context.Process(target=_writer, args=(url, steps, barrier))
+        for _ in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    store = open_store(url)
+    start = store.max_position() or 0
+    lags: list[float] = []
+    waiter = Waiter()
+    decode = msgspec.json.Decoder(_At).decode
+
+    def follow() -> None:
+        for entry in follow_log(store, start, waiter=waiter):
+            at = datetime.fromisoformat(decode(entry.payload).at)
+            lags.append((datetime.now(UTC) - at).total_seconds())
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    barrier.wait()
+    for process in processes:
+        process.join()
+    expected = writers * (2 + 2 * steps)
+    deadline = time.monotonic() + 60
+    while len(lags) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiter.close()
+    thread.join()
+    store.close()
+    ordered = sorted(lags)
+    return {
+        "events": len(lags),
+        "median_s": statistics.median(ordered),
+        "p95_s": ordered[int(len(ordered) * 0.95) - 1],
+    }
+
+
+def writers_ratio(url: str, events: int) -> dict[str, float]:
+    """Appends per second of 1 and of 4 writers, one execution each."""
+    one = ours.concurrent_writers(url, 1, events)
+    four = ours.concurrent_writers(url, 4, events)
+    return {"one": one, "four": four, "ratio": four / one}
+
+
+def log_bytes(tmp: Path, steps: int) -> dict[str, float]:
+    """Bytes per step the log adds on SQLite: numbered once at the end,
+    after every append of one execution, and with four executions
+    interleaving appends and a round after each (the worst case)."""
+
+    def run(name: str, executions: int, every: bool) -> int:
+        url = f"sqlite:///{tmp / name}"
+        with journal.open(url) as j:
+            handles = [j.create(flow="bench.log") for _ in range(executions)]
+            for handle in handles:
+                handle.start()
+            for n in range(steps // executions):
+                for handle in handles:
+                    step = handle.start_step("s", input=n)
+                    if every:
+                        j.store.sequence_log()
+                    handle.complete_step(step, {"n": n})
+                    if every:
+                        j.store.sequence_log()
+            j.store.sequence_log()
+        return settled_db_bytes(tmp / name)
+
+    once = run("once.db", 1, False)
+    return {
+        "one_execution_round_per_append": (run("every.db", 1, True) - once) / steps,
+        "four_interleaved_round_per_append": (
+            run("four-every.db", 4, True) - run("four-once.db", 4, False)
+        )
+        / steps,
+    }
+
+
+def main(postgres_url: str) -> None:
+    """Print every figure (SQLite, and PostgreSQL in a schema of its own)."""
+    import psycopg
+
+    schema = f"bench_ledger_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in postgres_url else "?"
+    pg = f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            print("log bytes per step (SQLite):", log_bytes(tmp, 1000))
+            print("sealing (SQLite):", sealing(f"sqlite:///{tmp / 's.db'}", tmp, 1000))
+            print("sealing (PostgreSQL):", sealing(pg, tmp, 1000))
+            print("writers (PostgreSQL):", writers_ratio(pg, 400))
+            print("follower lag, 8 writers (PostgreSQL):", follower_lag(pg, 8, 100))
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+if __name__ == "__main__":
+    main(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.environ.get(
+            "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        )
+    )
