@@ -4,6 +4,8 @@
 from code; `replay.replay` re-runs them against today's code.
 """
 
+import logging as _logging
+
 from journal.application import Journal as Journal
 from journal.application import RecordedEvent as RecordedEvent
 from journal.application import VerifiedHistory as VerifiedHistory
@@ -102,3 +104,8 @@ __all__ = [
     "uuid4",
     "wait_for",
 ]
+
+# A library logs (retries, a snapshot that could not be cached); where logs
+# go is the application's choice. Without this, Python's last-resort handler
+# would print warnings beside the CLI's one-line errors.
+_logging.getLogger("journal").addHandler(_logging.NullHandler())

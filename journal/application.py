@@ -8,6 +8,7 @@ start from a snapshot (a cache), `verify` and `history` never do.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,8 +22,13 @@ from journal import codec
 from journal import events as ev
 from journal.binding import cheap_status, decode_rows, summarize, verify_history
 from journal.chain import ChainPoint, Genesis, genesis_preimage, parse_genesis
-from journal.errors import ChainIntegrityError, EventDecodeError, InvalidTransitionError
-from journal.fold import fold
+from journal.errors import (
+    ChainIntegrityError,
+    EventDecodeError,
+    InvalidTransitionError,
+    JournalError,
+)
+from journal.fold import apply_in_place, fold
 from journal.ids import (
     DEFAULT_TENANT,
     ExecutionId,
@@ -34,6 +40,7 @@ from journal.keys import Keyring
 from journal.leases import HEARTBEAT_EVERY_S, STALE_AFTER_S, Lease, new_owner
 from journal.model import Execution, ParentLink
 from journal.packing import CONTROL_BYTE
+from journal.retry import append_with_retry
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
 from journal.validation import check_events
@@ -41,6 +48,7 @@ from journal.validation import check_events
 if TYPE_CHECKING:
     from journal.commands import ExecutionHandle
 
+log = logging.getLogger("journal")
 SNAPSHOT_EVERY = 10_000
 _LINK_BYTES = 32  # a snapshot blob starts with the chain link at its version
 
@@ -300,10 +308,42 @@ class Journal:
         summary = summarize(after)
         if expected == 0:
             summary = replace(summary, genesis=self.genesis_for(summary, origin))
-        written = self.store.append(summary, expected, payloads, lease=lease)
+        written = append_with_retry(
+            self.store, summary, expected, payloads, lease=lease
+        )
         if crosses_snapshot_point(expected, after.version, self.snapshot_every):
-            self.save_snapshot(after, written.head_hash)
+            self._cache_snapshot(after, written.head_hash)
         return written
+
+    def _cache_snapshot(self, execution: Execution, link: bytes) -> None:
+        """Snapshot after a committed append: a cache, so a failure is
+        logged and the append still reported as committed."""
+        try:
+            self.save_snapshot(execution, link)
+        except JournalError as error:
+            log.warning(
+                "%s: events up to seq %d are stored; caching a snapshot failed: %s",
+                execution.id,
+                execution.version,
+                error,
+            )
+
+    def catch_up(self, state: Execution) -> Execution:
+        """Fold onto `state` (in place) the events stored after its version.
+
+        Reads only those rows: a handle that lost a race pays for the
+        events it missed, not for the whole history. Like `get`, it trusts
+        the stored rows (`verify` and `history` check the chain).
+        """
+        rows = self.store.load_rows(state.id, self.tenant_id, state.version)
+        if rows and rows[0].seq != state.version + 1:
+            raise ChainIntegrityError(
+                f"{state.id}: chain broken at seq {state.version + 1}: event missing",
+                seq=state.version + 1,
+            )
+        for event in decode_rows(state.id, rows):
+            apply_in_place(state, event)
+        return state
 
     def genesis_for(self, summary: Summary, origin: ChainPoint | None = None) -> bytes:
         """The v2 genesis preimage of a new execution (see `append`)."""

@@ -4,11 +4,13 @@ For code that records executions without flows. Each command builds the
 event(s), folds them onto the current state (which refuses an invalid
 transition with `InvalidTransitionError` before anything is written), then
 appends them with optimistic concurrency: if another writer appended first,
-`ConflictError` is raised, nothing of ours is stored, and the handle reloads.
+`ConflictError` is raised, nothing of ours is stored, and the handle catches
+up with the events it missed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -43,6 +45,8 @@ from journal.model import (
 if TYPE_CHECKING:
     from journal.application import Journal
     from journal.leases import Lease
+
+log = logging.getLogger("journal")
 
 #: Events an operator appends to a running execution without its lease.
 #: A runner's append refused because of them is retried on the new head
@@ -137,27 +141,41 @@ class ExecutionHandle:
         """Fold `new` onto the state (refusing invalid ones), then append.
 
         Events are applied in place (no copy of a long execution's state per
-        call); a refused event changes nothing, and if anything was applied
-        before a refusal or a failed append, the state is reloaded from the
-        store, which holds none of `new`.
+        call). Whatever fails, the handle's state is left as the store has
+        it: a refused event or a failed append is undone (O(events), see
+        `_Undo`); after a `ConflictError` the handle catches up by reading
+        only the events stored after its head (`Journal.catch_up`), so a
+        writer sharing an execution pays for what it missed, never for the
+        whole history. A lease holder then retries past operators' events
+        (`_commute`); anyone else gets the conflict.
         """
         expected = self.state.version
-        applied = 0
+        undo = _Undo(self.state, new)
         try:
             for event in new:
                 apply_in_place(self.state, event)
-                applied += 1
             self.journal.append(expected, self.state, new, lease=self.lease)
         except ConflictError as conflict:
-            self.state = self.journal.get(self.state.id)
+            undo.restore(self.state)
+            self._catch_up()
             if self.lease is None or isinstance(conflict, LeaseLostError):
                 raise
             return self._commute(expected, new, conflict)
-        except JournalError:
-            if applied:
-                self.state = self.journal.get(self.state.id)
+        except BaseException:
+            undo.restore(self.state)
             raise
         return self.state
+
+    def _catch_up(self) -> None:
+        """Fold in what others stored after our head (after a conflict).
+
+        If even that read fails, the state stays at the last head the store
+        confirmed: the next append conflicts and catches up again.
+        """
+        try:
+            self.journal.catch_up(self.state)
+        except JournalError as error:
+            log.warning("%s: could not catch up after a conflict: %s", self.id, error)
 
     def _commute(
         self, expected: int, new: tuple[ev.Event, ...], conflict: ConflictError
@@ -180,11 +198,11 @@ class ExecutionHandle:
                 self.state = candidate
                 return candidate
             except LeaseLostError:
-                self.state = self.journal.get(self.state.id)
+                self._catch_up()
                 raise
             except ConflictError as again:
                 conflict = again
-                self.state = self.journal.get(self.state.id)
+                self._catch_up()
         raise conflict
 
     def _now(self) -> Any:
@@ -372,3 +390,45 @@ class ExecutionHandle:
         if step is None or step.started_at is None:
             return None
         return int((now - step.started_at).total_seconds() * 1000)
+
+
+class _Undo:
+    """What applying `events` in place can change, saved so that it can be
+    put back: the scalar fields, the lengths of the append-only lists and
+    the steps the events name. O(events), never a copy of the whole state.
+    """
+
+    def __init__(self, state: Execution, events: tuple[ev.Event, ...]) -> None:
+        self.fields = msgspec.structs.replace(state)  # shallow: same lists
+        self.lengths = {
+            name: len(value)
+            for name in state.__struct_fields__
+            if isinstance(value := getattr(state, name), list)
+        }
+        self.steps = {
+            step_id: (
+                msgspec.structs.replace(state.steps[step_id])
+                if step_id in state.steps
+                else None
+            )
+            for step_id in _step_ids(events)
+        }
+
+    def restore(self, state: Execution) -> None:
+        for name in state.__struct_fields__:
+            setattr(state, name, getattr(self.fields, name))
+        for name, length in self.lengths.items():
+            del getattr(state, name)[length:]
+        for step_id, step in self.steps.items():
+            if step is None:
+                state.steps.pop(step_id, None)
+            else:
+                state.steps[step_id] = step
+
+
+def _step_ids(events: tuple[ev.Event, ...]) -> list[StepId]:
+    return [
+        step_id
+        for event in events
+        if (step_id := getattr(event, "step_id", None)) is not None
+    ]

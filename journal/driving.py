@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from journal.application import Journal
     from journal.commands import ExecutionHandle
     from journal.flow import Flow, ValueUpcaster
+
+log = logging.getLogger("journal")
 
 
 @dataclass
@@ -302,17 +305,24 @@ def _end_live(run: Run, handle: ExecutionHandle, outcome: Outcome) -> Execution:
 
 
 def _end_with_failure(handle: ExecutionHandle, failure: BaseException) -> None:
-    """Record the entry's failure; re-raise it if it is the journal's own.
+    """Record the run's failure; re-raise it if it is the journal's own.
 
-    A store failure is raised as it is (the store may be unusable). A flow
-    wiring error is recorded as the execution's failure, then raised.
+    A journal failure (a store error, a refused write, a child's journal
+    failure, a flow wiring error) ends the run whatever the entry's own
+    ``except`` did: the execution is recorded Failed with that error when
+    the store still accepts it, then the original error is raised. When
+    nothing can be recorded, the original error is raised all the same
+    and the execution is left to recovery.
     """
-    if isinstance(failure, JournalError) and not isinstance(
-        failure, FlowDefinitionError
-    ):
-        raise failure
-    handle.fail(error_from(failure, ""))
-    if isinstance(failure, FlowDefinitionError):
+    journal_own = isinstance(failure, JournalError)
+    try:
+        handle.fail(error_from(failure, ""))
+    except JournalError as unrecorded:
+        if not journal_own:
+            raise
+        log.warning("%s: could not record Failed: %s", handle.id, unrecorded)
+        failure.add_note(f"the execution was left to recovery: {unrecorded}")
+    if journal_own:
         raise failure
 
 

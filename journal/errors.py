@@ -55,6 +55,18 @@ class StoreBusyError(StoreError):
     exit_code = 12
 
 
+class TransientStoreError(StoreError):
+    """The connection failed before anything was committed (lost, reset,
+    a deadlock or serialization failure): nothing was written, so the
+    operation is safe to retry on a new connection."""
+
+
+class CommitUnknownError(StoreError):
+    """The connection was lost while a write was committing: it may or may
+    not be stored. Resolved against the stored head before any retry
+    (`journal.retry.append_with_retry`), never retried blindly."""
+
+
 class ApprovalRefusedError(JournalError):
     """An approval or input was refused: wrong digest, after the wait's
     timeout, no approver where one is required, or a bad signature."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from journal.log import LogEntry
 from journal.store import Store
@@ -40,16 +41,17 @@ class Waiter:
 
 
 class _Listener(Waiter):
-    """A PostgreSQL connection that LISTENs to the rounds' channel."""
+    """A PostgreSQL connection that LISTENs to the rounds' channel.
 
-    def __init__(self, url: str) -> None:
-        import psycopg
+    The connection comes from `PostgresStore.dedicated_connection` (outside
+    the pool, opened with the store's retry policy, the journal's own URL
+    parameters removed before libpq sees them).
+    """
 
+    def __init__(self, conn: Any) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = psycopg.connect(
-            url, autocommit=True, connect_timeout=10
-        )
+        self._conn: Any = conn
         self._conn.execute(f"LISTEN {LOG_CHANNEL}")
 
     def wait(self, timeout: float) -> None:
@@ -70,8 +72,9 @@ class _Listener(Waiter):
 
 def waiter_for(store: Store) -> Waiter:
     """A waiter that PostgreSQL rounds wake, or a plain poll elsewhere."""
-    if store.url.startswith(("postgresql://", "postgres://")):
-        return _Listener(store.url)
+    dedicated_connection = getattr(store, "dedicated_connection", None)
+    if dedicated_connection is not None:  # PostgreSQL
+        return _Listener(dedicated_connection())
     return Waiter()
 
 

@@ -325,9 +325,15 @@ class LiveRecorder(RecordChecks):
             parent_id=step_id, parent_type=ParentType.STEP, execution_id=self.handle.id
         )
         child_id = derived_execution_id(self.handle.id, call)
-        result = self.child_runner(
-            child, self.handle.journal, args, kwargs, link, child_id
-        )
+        try:
+            result = self.child_runner(
+                child, self.handle.journal, args, kwargs, link, child_id
+            )
+        except JournalError as e:
+            # The child's journal failure ends this run too, whatever the
+            # entry's own ``except`` does with it.
+            self.journal_failure = self.journal_failure or e
+            raise
         if result.state.value in ("Waiting", "Paused"):
             self._wait_for_child(result)
         if result.error is None and result.state.value == "Completed":

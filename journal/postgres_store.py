@@ -1,15 +1,28 @@
-"""The server backend for teams: PostgreSQL (see `journal.sqlstore`)."""
+"""The server backend for teams: PostgreSQL (see `journal.sqlstore`).
+
+Connections come from a pool (`journal.postgres_pool`: settings, what each
+driver error means). Every transaction takes a pooled connection, checked
+as it leaves the pool, and returns it; a connection the server dropped is
+replaced, so the store keeps working after a failover, an idle timeout or
+``pg_terminate_backend``. A failure before COMMIT is a
+`TransientStoreError` (nothing written: retried by reads and by
+`journal.retry.append_with_retry`); a connection lost during COMMIT is a
+`CommitUnknownError`, which the append path resolves against the stored
+head. Lock and statement timeouts raise `StoreBusyError` (exit 12).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from journal.errors import ConflictError, StoreError
+from journal.errors import StoreError
 from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
+from journal.postgres_pool import make_pool, split_url, translate
+from journal.retry import retry_call
 from journal.sql_leases import LEASES_DDL
 from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
@@ -119,7 +132,12 @@ _LOG_LOCK = "%s, hashtext(current_schema())"
 
 
 class PostgresStore(SQLStore):
-    """The server for teams: many processes and machines append concurrently."""
+    """The server for teams: many processes and machines append concurrently.
+
+    ``url`` may carry the journal's pool, timeout and retry settings as
+    query parameters (see `journal.postgres_pool`); they are removed before
+    the URL reaches libpq.
+    """
 
     BLOB = "BYTEA"
 
@@ -129,24 +147,48 @@ class PostgresStore(SQLStore):
     def __init__(
         self, url: str, *, create: bool = True, keyring: Keyring | None = None
     ) -> None:
-        import psycopg  # lazily: SQLite users never pay for it
-
-        self._psycopg = psycopg
         self.url = url
         self.keyring = keyring or Keyring.from_env()
-        self._lock = threading.RLock()
+        self._conninfo, self.settings = split_url(url)
+        self.retry_policy = self.settings.retry
+        self._pool = make_pool(self._conninfo, self.settings)
+        self._local = threading.local()  # the connection of an open transaction
+        self._open_pool()
         try:
-            self._conn = psycopg.connect(url, connect_timeout=10)
-        except psycopg.Error as e:
+            retry_call(lambda: self._prepare(create), self.retry_policy)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _open_pool(self) -> None:
+        from psycopg_pool import PoolTimeout
+
+        try:
+            self._pool.open(wait=True, timeout=self.settings["pool_timeout_s"])
+        except PoolTimeout:
+            self._pool.close()
             raise StoreError(
-                f"cannot reach PostgreSQL at {redact_url(url)}: {e}"
-            ) from e
+                f"cannot reach PostgreSQL at {redact_url(self.url)}: "
+                f"{self._why_unreachable()}"
+            ) from None
+
+    def _why_unreachable(self) -> str:
+        """The server's own reason, from one direct connection attempt."""
+        import psycopg
+
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=5).close()
+        except psycopg.Error as e:
+            return " ".join(str(e).split())
+        return f"no connection within {self.settings['pool_timeout_s']:g} s"
+
+    def _prepare(self, create: bool) -> None:
         with self._transaction(write=False) as cur:
             self.layout = self._read_layout(cur)
         if self.layout == 0 and create:
             self._create()  # a new store: needs DDL rights, once
         elif self.layout == 0:
-            raise StoreError(f"{redact_url(url)} holds no journal tables")
+            raise StoreError(f"{redact_url(self.url)} holds no journal tables")
         elif self.layout >= LAYOUT:
             self._add_log_tables()
 
@@ -204,15 +246,116 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Any]:
-        psycopg = self._psycopg
-        with self._lock:
-            try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
+        """One transaction on a pooled connection. A transaction opened
+        inside another one on the same thread joins it (a savepoint on the
+        same connection), as with a single connection: it never waits on
+        locks its own outer transaction holds."""
+        outer = getattr(self._local, "conn", None)
+        if outer is not None:
+            with self._nested(outer) as cur:
+                yield cur
+            return
+        conn = self._checked_connection()
+        self._local.conn = conn
+        committing = False
+        try:
+            with conn.transaction():  # BEGIN now: a nested block is a savepoint
+                with conn.cursor() as cur:
                     yield cur
-            except psycopg.errors.UniqueViolation as e:
-                raise ConflictError(f"conflicting write: {e}") from e
-            except psycopg.Error as e:
-                raise StoreError(f"PostgreSQL error: {e}") from e
+                committing = True  # leaving the block sends COMMIT
+        except BaseException as error:
+            _rollback_quietly(conn)
+            mapped = self._mapped(error, committing=committing)
+            if mapped is error:
+                raise
+            raise mapped from error
+        finally:
+            self._local.conn = None
+            self._pool.putconn(conn)
+
+    @contextmanager
+    def _nested(self, conn: Any) -> Iterator[Any]:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except BaseException as error:
+            mapped = self._mapped(error, committing=False)
+            if mapped is error:
+                raise
+            raise mapped from error
+
+    def _checked_connection(self) -> Any:
+        """A pooled connection; with ``health_check``, one that answered.
+
+        A connection that fails its check is dropped (the pool replaces it)
+        and the next one tried, as many times as the pool holds connections;
+        then `TransientStoreError` leaves the waiting to the retry policy
+        (the pool's own check would back off for seconds).
+        """
+        from psycopg_pool import ConnectionPool
+
+        for _ in range(int(self.settings["pool_max_size"]) + 1):
+            try:
+                conn = self._pool.getconn()
+            except Exception as error:
+                raise self._mapped(error, committing=False) from error
+            if not self.settings["health_check"]:
+                return conn
+            try:
+                ConnectionPool.check_connection(conn)
+            except Exception as error:
+                self._pool.putconn(conn)  # broken: the pool discards it
+                failure = error
+                continue
+            return conn
+        raise self._mapped(failure, committing=False) from failure
+
+    def _mapped(self, error: BaseException, *, committing: bool) -> BaseException:
+        return translate(error, self.settings, committing=committing)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled psycopg connection, returned to the pool afterwards.
+
+        For code beside the store that needs its own statements; driver
+        errors are raised as journal errors (see `journal.postgres_pool`).
+        """
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except BaseException as error:
+            mapped = self._mapped(error, committing=False)
+            if mapped is error:
+                raise
+            raise mapped from error
+
+    def dedicated_connection(self, *, autocommit: bool = True) -> Any:
+        """A new connection outside the pool (for ``LISTEN``), opened with
+        the store's retry policy; the caller closes it.
+
+        It gets the store's lock timeout. When it is lost, call this again:
+        opening is retried with backoff, and a `TransientStoreError` is
+        raised only when every try failed.
+        """
+        import psycopg
+
+        def connect() -> Any:
+            try:
+                conn = psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=int(self.settings["pool_timeout_s"]) or 1,
+                )
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)",
+                    (f"{self.settings.lock_timeout_ms}ms",),
+                )
+            except psycopg.Error as error:
+                raise self._mapped(error, committing=False) from error
+            conn.autocommit = autocommit
+            return conn
+
+        return retry_call(connect, self.retry_policy)
 
     def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
         if wait:
@@ -225,5 +368,13 @@ class PostgresStore(SQLStore):
         cur.execute(f"NOTIFY {LOG_CHANNEL}")
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._pool.close()
+
+
+def _rollback_quietly(conn: Any) -> None:
+    """Roll back before the connection goes back (a broken one cannot)."""
+    if conn.broken or conn.closed:
+        return
+    # A failed rollback leaves the connection broken: the pool replaces it.
+    with suppress(Exception):
+        conn.rollback()

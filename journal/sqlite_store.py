@@ -13,11 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from journal.errors import ConflictError, StoreError
+from journal.errors import ConflictError, StoreBusyError, StoreError
 from journal.keys import Keyring
 from journal.sql_leases import LEASES_DDL
 from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore
+
+LOCK_TIMEOUT_ENV = "JOURNAL_LOCK_TIMEOUT_MS"
+DEFAULT_LOCK_TIMEOUT_MS = 30_000
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal_executions (
@@ -117,8 +121,10 @@ class SQLiteStore(SQLStore):
     """The embedded default: one SQLite file in WAL mode, durable appends.
 
     ``synchronous=FULL``: an append has reached the disk before it returns.
-    Writers across processes serialise on ``BEGIN IMMEDIATE`` (with a busy
-    timeout), then re-check the head, so a stale writer gets ConflictError.
+    Writers across processes serialise on ``BEGIN IMMEDIATE``, then re-check
+    the head, so a stale writer gets ConflictError. A writer waits at most
+    `lock_timeout_ms` for another's lock (default ``JOURNAL_LOCK_TIMEOUT_MS``,
+    else 30 s), then `StoreBusyError` says so.
     """
 
     def __init__(
@@ -128,8 +134,12 @@ class SQLiteStore(SQLStore):
         create: bool = True,
         keyring: Keyring | None = None,
         url: str | None = None,
+        lock_timeout_ms: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.lock_timeout_ms = (
+            lock_timeout_ms if lock_timeout_ms is not None else lock_timeout_from_env()
+        )
         self.url = url or f"sqlite:///{self.path}"
         self.keyring = keyring or Keyring.from_env()
         self._lock = threading.RLock()
@@ -148,10 +158,9 @@ class SQLiteStore(SQLStore):
                 target,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=60,
+                timeout=self.lock_timeout_ms / 1000,
                 uri=isinstance(target, str),
             )
-            self._conn.execute("PRAGMA busy_timeout = 60000")
             if create:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -171,7 +180,15 @@ class SQLiteStore(SQLStore):
         except sqlite3.DatabaseError as e:
             if self._conn_open() and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            if _is_busy(e):
+                raise self._busy() from e
             raise StoreError(f"cannot open journal {self.path}: {e}") from e
+
+    def _busy(self) -> StoreBusyError:
+        return StoreBusyError(
+            f"{self.path}: the database is locked by another writer; waited "
+            f"{self.lock_timeout_ms} ms (JOURNAL_LOCK_TIMEOUT_MS)"
+        )
 
     def _add_log_tables(self) -> None:
         """A store written before the log gets its tables (a read-only file
@@ -276,6 +293,8 @@ class SQLiteStore(SQLStore):
                     self._conn.execute("ROLLBACK")
                 if isinstance(error, sqlite3.IntegrityError):
                     raise ConflictError(f"conflicting write: {error}") from error
+                if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+                    raise self._busy() from error
                 if isinstance(error, sqlite3.DatabaseError):
                     raise StoreError(f"{self.path}: {error}") from error
                 raise
@@ -316,3 +335,20 @@ def read_only_target(path: Path) -> tuple[str | Path, Path | None]:
             f"read through a copy: {e.strerror or e}"
         ) from e
     return copy_dir / path.name, copy_dir
+
+
+def lock_timeout_from_env() -> int:
+    """``JOURNAL_LOCK_TIMEOUT_MS`` in milliseconds (default 30 s)."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_MS
+    if not text.isdigit():
+        raise StoreError(
+            f"bad {LOCK_TIMEOUT_ENV}={text!r}: expected milliseconds (an integer)"
+        )
+    return int(text)
+
+
+def _is_busy(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code in _BUSY_CODES or "database is locked" in str(error)

@@ -29,6 +29,10 @@ PostgreSQL: ``SELECT … FOR UPDATE``), so writers of *different* executions
 never wait on one another in PostgreSQL (no table lock, unlike
 eventsourcing's stock recorder, which locks the table for gap-free
 notification ids we do not need).
+
+Reads and idempotent writes (snapshot and schema upserts) are
+`journal.retry.retried` after a transient failure; appends go through
+`journal.retry.append_with_retry`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from journal.census import Census, Orphan, first_event_tenant
 from journal.errors import ConflictError, StoreError
 from journal.leases import Lease
 from journal.packing import pack, unpack
+from journal.retry import retried
 from journal.sql_leases import SQLLeases
 from journal.sql_ledger import SQLLedger
 from journal.sql_log import SQLLog
@@ -288,6 +293,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             self._mark_signed(cur, new)
         return new
 
+    @retried
     def get_summary(self, execution_id: str, tenant_id: str) -> Summary | None:
         with self._transaction(write=False) as cur:
             found = self._summary_row(cur, execution_id, tenant_id)
@@ -303,6 +309,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
         )
         return cur.fetchone()
 
+    @retried
     def load_history(self, execution_id: str, tenant_id: str) -> History | None:
         with self._snapshot() as cur:
             found = self._summary_row(cur, execution_id, tenant_id)
@@ -318,6 +325,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             fetched = cur.fetchall()
         return History(self._summary_from(found[1:]), _rows(fetched))
 
+    @retried
     def last_links(
         self, tenant_id: str, execution_ids: Sequence[str]
     ) -> dict[str, tuple[int, bytes]]:
@@ -334,6 +342,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             cur.execute(sql, [tenant_id, *execution_ids])
             return {i: (int(seq), _blob(link)) for i, seq, link in cur.fetchall()}
 
+    @retried
     def load_rows(
         self, execution_id: str, tenant_id: str, after: int = 0, upto: int | None = None
     ) -> list[Row]:
@@ -368,6 +377,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             cur.execute(self._q(sql + " ORDER BY e.seq"), params)
             return list(cur.fetchall())
 
+    @retried
     def list_summaries(self, tenant_id: str, where: ListFilter) -> list[Summary]:
         sql = f"SELECT {self._columns} FROM journal_executions WHERE tenant_id = ?"
         params: list[Any] = [tenant_id]
@@ -391,6 +401,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             cur.execute(self._q(sql), params)
             return [self._summary_from(row) for row in cur.fetchall()]
 
+    @retried
     def census(self, tenant_id: str) -> Census:
         # From the events' own key to the executions row by its primary key:
         # neither the time index nor the tenant index is consulted.
@@ -420,6 +431,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
                     orphans.append(Orphan(int(key), tenant, int(events)))
         return Census(tuple(ids), tuple(orphans))
 
+    @retried
     def save_snapshot(
         self, execution_id: str, tenant_id: str, seq: int, state: bytes
     ) -> None:
@@ -441,6 +453,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
                     (key, seq),
                 )
 
+    @retried
     def load_snapshot(
         self, execution_id: str, tenant_id: str, upto: int | None = None
     ) -> tuple[int, bytes] | None:
@@ -458,10 +471,12 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
             found = cur.fetchone()
         return None if found is None else (int(found[0]), bytes(found[1]))
 
+    @retried
     def put_schema(self, schema_hash: str, document: bytes) -> None:
         with self._write() as cur:
             cur.execute(self._q(_PUT_SCHEMA), (schema_hash, document))
 
+    @retried
     def get_schema(self, schema_hash: str) -> bytes | None:
         with self._transaction(write=False) as cur:
             cur.execute(
@@ -541,6 +556,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
                     self._update_execution(cur, key, summary)
                 self._mark_signed(cur, summary)
 
+    @retried
     def _select_stored(
         self, execution_id: str, tenant_id: str, gt: int | None, lte: int | None
     ) -> list[tuple[int, str | None, bytes]]:

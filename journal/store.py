@@ -49,6 +49,7 @@ from journal.keys import SIGNING_KEY_ENV, Keyring
 from journal.leases import Lease, LeaseStore
 from journal.log import LogStore
 from journal.model import elapsed_ms
+from journal.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +340,8 @@ class Store(LeaseStore, LogStore, ABC):
 
     url: str
     keyring: Keyring
+    #: How transient failures are retried (see `journal.retry`).
+    retry_policy: RetryPolicy = RetryPolicy()
 
     @abstractmethod
     def append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -65,13 +66,12 @@ ROWS: dict[int, tuple[str, ...]] = {
     9: ("test_row_9_an_approval_for_another_digest_exits_9",),
     10: ("test_row_10_a_signed_store_without_its_key_exits_10",),
     11: ("test_row_11_a_run_whose_lease_was_taken_over_exits_11",),
+    12: ("test_row_12_a_store_locked_past_the_lock_timeout_exits_12",),
     130: ("test_row_130_an_interrupt_exits_130",),
 }
 
 #: code -> the work that adds it (and its test here).
-PENDING: dict[int, str] = {
-    12: "lock wait or statement timed out (pgfaults work)",
-}
+PENDING: dict[int, str] = {}
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -290,6 +290,26 @@ def test_row_8_a_command_the_state_does_not_allow_exits_8(
     result = run_script("pause", refund, "--db", db)
     assert result.returncode == 8
     _one_error_line(result, refund, "Completed")
+
+
+def test_row_12_a_store_locked_past_the_lock_timeout_exits_12(
+    run_script: Run, db: str, db_path: Path, refund: str, tmp_path: Path
+) -> None:
+    exported = tmp_path / "refund.jsonl"
+    assert run_script("export", refund, "-o", str(exported), "--db", db).returncode == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    journal.open(other).close()
+    holder = sqlite3.connect(tmp_path / "other.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        result = run_script(
+            "import", str(exported), "--db", other, JOURNAL_LOCK_TIMEOUT_MS="200"
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 12
+    _one_error_line(result, "other.db", "locked by another writer; waited 200 ms")
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,173 @@
+"""A fault-injecting TCP proxy between a client and PostgreSQL (loopback only).
+
+It relays bytes both ways and reads the client's side of the PostgreSQL
+wire protocol (v3: an untyped startup message, then messages of one type
+byte and a 4-byte length) just enough to see a transaction's end: a simple
+``Query`` or an extended-protocol ``Parse`` whose text is ``COMMIT``.
+Armed with `cut_next_commit`, it cuts that connection (both sides), either
+before forwarding the COMMIT (the server rolls back) or after the server
+has answered it (the server committed; the client never hears so). Use
+``sslmode=disable`` and ``gssencmode=disable`` in the client's URL so that
+the stream is readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+_COMMIT = b"COMMIT"
+_TAG_COMMITTED = b"COMMIT\x00"  # the server's CommandComplete tag
+
+
+@dataclass
+class _Link:
+    client: socket.socket
+    server: socket.socket
+    holding: threading.Event = field(default_factory=threading.Event)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in (self.client, self.server):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class FaultProxy:
+    """Listens on 127.0.0.1 and relays to ``upstream`` (host, port)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._armed: str | None = None  # "before" or "after"
+        self._links: list[_Link] = []
+        self.cuts: list[str] = []  # what was done, in order
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_next_commit(self, when: str) -> None:
+        """Cut the next connection that sends COMMIT: ``before`` forwarding
+        it, or ``after`` the server has answered it."""
+        assert when in ("before", "after")
+        with self._lock:
+            self._armed = when
+
+    def cut_all(self) -> int:
+        """Close every open connection at once; return how many."""
+        with self._lock:
+            links = [link for link in self._links if not link.closed.is_set()]
+        for link in links:
+            link.close()
+        return len(links)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        self.cut_all()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            link = _Link(client, server)
+            with self._lock:
+                self._links.append(link)
+            threading.Thread(
+                target=self._client_side, args=(link,), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._server_side, args=(link,), daemon=True
+            ).start()
+
+    def _take_armed(self) -> str | None:
+        with self._lock:
+            armed, self._armed = self._armed, None
+            return armed
+
+    def _client_side(self, link: _Link) -> None:
+        """Relay client -> server message by message, watching for COMMIT."""
+        reader = _Reader(link.client)
+        try:
+            startup = reader.untyped()
+            link.server.sendall(startup)
+            pending: str | None = None  # a cut waiting for the Parse's Sync
+            while True:
+                kind, message = reader.typed()
+                if kind in (b"Q", b"P") and _is_commit(message):
+                    pending = self._take_armed()
+                    if pending == "before":
+                        self.cuts.append("before COMMIT")
+                        link.close()
+                        return
+                if pending == "after" and kind in (b"Q", b"S"):
+                    link.holding.set()  # hold the server's answer back
+                link.server.sendall(message)
+                if pending == "after" and kind in (b"Q", b"S"):
+                    pending = None
+        except (OSError, EOFError):
+            link.close()
+
+    def _server_side(self, link: _Link) -> None:
+        """Relay server -> client, unless holding: then wait for the server's
+        COMMIT answer, and cut without relaying it."""
+        answer = b""
+        try:
+            while True:
+                data = link.server.recv(65536)
+                if not data:
+                    break
+                if link.holding.is_set():
+                    answer += data
+                    if _TAG_COMMITTED in answer:
+                        self.cuts.append("after COMMIT")
+                        break
+                    continue
+                link.client.sendall(data)
+        except OSError:
+            pass
+        link.close()
+
+
+def _is_commit(message: bytes) -> bool:
+    # Q: type, length, query text. P: type, length, statement name, query.
+    body = message[5:]
+    if message[:1] == b"P":
+        body = body.split(b"\x00", 1)[1] if b"\x00" in body else body
+    return body.strip(b"\x00 ;\n").upper() == _COMMIT
+
+
+class _Reader:
+    """Reads whole protocol messages from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.buffer += data
+        out, self.buffer = self.buffer[:count], self.buffer[count:]
+        return out
+
+    def untyped(self) -> bytes:
+        head = self._exactly(4)
+        (length,) = struct.unpack("!I", head)
+        return head + self._exactly(length - 4)
+
+    def typed(self) -> tuple[bytes, bytes]:
+        head = self._exactly(5)
+        (length,) = struct.unpack("!I", head[1:])
+        return head[:1], head + self._exactly(length - 4)
