@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks import ours
 from benchmarks.anchors import available
+from benchmarks.ledger import bench_ledger
 
 PG_URL = os.environ.get(
     "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -429,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_postgres:
             bench_postgres(table, 2_000 if args.quick else 10_000, have, raw)
         bench_storage(tmp, table, 1_000, have, raw)
+        if args.no_postgres:
+            bench_ledger(tmp, table.add, raw, None, args.quick)
+        else:
+            with fresh_postgres_schema(PG_URL) as pg_url:
+                bench_ledger(tmp, table.add, raw, pg_url, args.quick)
         bench_report(tmp, table, 10_000, raw)
         if not args.quick:
             bench_million(tmp, table, 1_000_000, raw)

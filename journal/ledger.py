@@ -29,6 +29,7 @@ __all__ = [
     "check_origin",
     "ledger_problems",
     "load_signer",
+    "open_tenant_checkpoint",
     "prove_consistency",
     "store_problems",
     "tenant_origin",

@@ -24,6 +24,7 @@ from journal.model import elapsed_ms
 from journal.packing import DICTIONARY_V1, MAX_PAYLOAD_BYTES, unpack
 from journal.validation import MAX_DEPTH
 from tests.cli_support import dump, journal_script, script_env
+from tests.conftest import new_tenant, require_postgres
 from tests.forge import template, write_forged
 
 pytest_plugins = ["tests.cli_fixtures"]
@@ -255,3 +256,27 @@ def test_times_without_a_zone_from_an_older_store_never_crash_a_reader(
     assert shown.exit_code == 0, shown.stderr
     naive, aware = datetime(2026, 1, 1), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert elapsed_ms(naive, aware) == 1000
+
+
+def test_on_postgresql_a_time_it_cannot_hold_is_refused_and_the_tenant_still_works(
+    run_script: Run, workdir: Path
+) -> None:
+    url = require_postgres()
+    tenant = new_tenant()
+    with journal.open(url, tenant=tenant) as journal_:
+        journal_.create().start()
+    found = template(tenant=tenant)  # a new execution id for this store
+    payloads = list(found["payloads"])
+    _at(payloads, "0001-01-01T00:00:00+14:00")
+    path = write_forged(workdir / "far_east.jsonl", found["header"], payloads)
+
+    imported = run_script("import", path.name, "--db", url, "--tenant", tenant)
+    listed = run_script("list", "--db", url, "--tenant", tenant)
+    verified = run_script("verify", "--all", "--db", url, "--tenant", tenant)
+    replayed = run_script(
+        "replay", "--all", "--fold-only", "--db", url, "--tenant", tenant
+    )
+
+    assert imported.returncode == 1
+    assert "far_east.jsonl:3: ExecutionStarted.at" in imported.stderr
+    assert (listed.returncode, verified.returncode, replayed.returncode) == (0, 0, 0)
