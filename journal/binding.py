@@ -26,6 +26,7 @@ from journal import codec
 from journal import events as ev
 from journal.chain import (
     HMAC_SHA256,
+    SHA256,
     Digest,
     check_head,
     genesis_link,
@@ -160,7 +161,7 @@ def check_index_head(summary: Summary, head: tuple[int, bytes]) -> None:
 def check_mac(summary: Summary, keyring: Keyring) -> None:
     """The head MAC, with the key whose id the index row records."""
     execution_id = summary.execution_id
-    if summary.alg == HMAC_SHA256:
+    if summary.genesis is None and summary.alg == HMAC_SHA256:
         return  # a v1 chain whose links are keyed (checked by chain_start)
     if summary.key_id is None or summary.head_mac is None:
         if summary.key_id is not None or summary.head_mac is not None:
@@ -256,6 +257,7 @@ def verify_history(
     through eventsourcing's interface)."""
     if summary.genesis is not None:
         check_genesis(summary)
+        _same(summary, "alg", summary.alg, SHA256, "v2 chain", seq=1)
     first, digest = chain_start(
         summary.execution_id, summary.alg, summary.genesis, rows, keyring
     )

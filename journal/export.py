@@ -397,7 +397,9 @@ def _check_mac(block: Block, keyring: Keyring, head: tuple[int, bytes]) -> None:
         head_seq=head[0],
         head_hash=head[1],
     ).head_record()
-    if not hmac.compare_digest(key.head_mac(record).hex(), header.head_mac):
+    if not hmac.compare_digest(
+        key.head_mac(record).hex().encode(), header.head_mac.encode()
+    ):
         raise ChainIntegrityError(
             f"{block.source}: {header.execution_id}: the head MAC (key "
             f"{header.key_id}) does not match: changed by someone without the key",

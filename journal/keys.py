@@ -132,8 +132,9 @@ class Keyring:
 
     def find(self, key_id: str) -> SigningKey | None:
         """The key with this id, or None."""
+        wanted = key_id.encode()  # bytes: a stored id may be any text
         for key in self.keys:
-            if hmac.compare_digest(key.key_id, key_id):
+            if hmac.compare_digest(key.key_id.encode(), wanted):
                 return key
         return None
 

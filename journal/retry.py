@@ -5,8 +5,8 @@ Only what is safe to repeat is ever repeated:
 * `retry_call` repeats an operation that failed with a `TransientStoreError`
   (the connection failed before anything was committed) or, for reads and
   other idempotent operations, a `CommitUnknownError`. Reads, snapshot and
-  schema upserts, idempotent imports and a ``LISTEN`` connection's set-up
-  go through it.
+  schema upserts and opening a ``LISTEN`` connection
+  (`PostgresStore.dedicated_connection`) go through it.
 * `append_with_retry` is the one path for appends. An append that failed
   before COMMIT is repeated; an append whose COMMIT outcome is unknown (the
   connection was lost while committing) is first resolved against the
@@ -15,7 +15,8 @@ Only what is safe to repeat is ever repeated:
   another writer's rows, it is a `ConflictError` (never lost silently,
   never written twice). A conflict is never retried here: the caller
   decides whether its events still apply on the new head (see
-  `journal.commands.ExecutionHandle.record`, ``commute=True``).
+  `journal.commands.ExecutionHandle.record`: it catches up from its head,
+  and a lease holder retries past operators' events).
 
 Every retry waits a backoff: ``base * 2**(n-1)`` capped at ``max``, with
 jitter (half to all of it) so that writers cut off together do not come

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from journal.errors import StoreError
 from journal.keys import Keyring
-from journal.store import MemoryStore, Store
+from journal.memory_store import MemoryStore
+from journal.store import Store
 
 DEFAULT_URL = "sqlite:///journal.db"
 _memory_stores: dict[str, MemoryStore] = {}

@@ -215,3 +215,9 @@ def test_a_generated_key_signs_and_verifies_through_the_console_script(
     assert keyless.returncode == 10
     assert key not in keyless.stdout + keyless.stderr + verified.stdout
     assert sorted(p.name for p in workdir.iterdir()) == ["signed.db"]
+
+
+def test_a_key_id_of_any_text_is_looked_up_without_error() -> None:
+    ring = keyring(KEYS[0])
+    assert ring.find("é" * 16) is None
+    assert ring.find(key_id(KEYS[0])) is ring.current

@@ -20,6 +20,7 @@ from eventsourcing.projection import (
 import journal
 from journal import events as ev
 from journal.persistence import JournalLog, LoggedEvent, StoreTrackingRecorder
+from journal.urls import open_store
 from tests.conftest import new_tenant
 
 
@@ -41,6 +42,20 @@ class Collect(Projection[Seen]):
         self.view.insert_tracking(tracking)
 
 
+def start_after(url: str) -> None:
+    """Track the view at the log's current end, so that on a store shared
+    with other tests the runner follows only what this test writes."""
+    store = open_store(url)
+    try:
+        store.sequence_log(wait=True)
+        end = store.max_position()
+        view = Seen(store)
+        if end is not None and (view.max_tracking_id("journal") or 0) < end:
+            view.insert_tracking(Tracking("journal", end))
+    finally:
+        store.close()
+
+
 def record(url: str, tenant: str) -> tuple[str, list[tuple[int, bytes]]]:
     with journal.open(url, tenant=tenant) as j:
         handle = j.create(flow="projection.test")
@@ -54,6 +69,7 @@ def test_a_projection_runner_follows_the_journal_from_the_environment(
     store_url: str,
 ) -> None:
     tenant = new_tenant()
+    start_after(store_url)
     execution_id, rows = record(store_url, tenant)
     env = {"PERSISTENCE_MODULE": "journal.persistence", "JOURNAL_DB": store_url}
     Seen.handed.clear()

@@ -322,3 +322,19 @@ def test_a_child_catches_its_parents_history_rewritten_without_a_key(
     assert journal_.verify(parent_id)[0] == EVENTS  # consistent on its own
     with pytest.raises(ChainIntegrityError, match=f"names parent {parent_id} at seq"):
         journal_.verify(child.id)
+
+
+def test_a_v2_chain_claiming_keyed_v1_links_is_caught(
+    url: str, raw_db: RawDatabase
+) -> None:
+    """Claiming ``hmac-sha256`` (keyed v1 links, no MAC) must not skip the
+    MAC check of a v2 chain recomputed without the key."""
+    with open_journal(url, Keyring(SigningKey.parse(KEY))) as signed:
+        execution_id = recorded(signed)
+        recompute_without_the_key(raw_db, execution_id, strip_mac=True)
+        raw_db.run(
+            "UPDATE journal_executions SET alg = 'hmac-sha256' WHERE exec_key = ?",
+            raw_db.key(execution_id),
+        )
+        with pytest.raises(ChainIntegrityError, match="index column alg"):
+            signed.verify(execution_id)
