@@ -67,7 +67,7 @@ def register(group: click.Group) -> None:
     def demo_command(app: App) -> None:
         """Record demo executions into the store, list them, replay one."""
         import replay
-        from cli.commands_read import print_summaries
+        from cli.commands_read import list_statuses, print_summaries
         from cli.commands_replay import print_result
         from journal import demo
 
@@ -76,6 +76,7 @@ def register(group: click.Group) -> None:
             roots = [s for s in recorded if s.parent_id is None]
             first, second = roots[0].execution_id, roots[1].execution_id
             result = replay.replay(journal_, first, [demo.refund, demo.notify])
+            statuses = list_statuses(journal_, recorded, verify=False)[0]
         hints = next_commands(app, first, second)
         code = verdict_exit_code(result.verdict.value)
         if app.out.json_mode:
@@ -95,7 +96,7 @@ def register(group: click.Group) -> None:
             f"run{'s' if children != 1 else ''} of demo.notify) "
             f"in {shown_url(app.settings.db)}, tenant {app.settings.tenant}:"
         )
-        print_summaries(app, recorded)
+        print_summaries(app, recorded, statuses)
         app.out.line()
         app.out.line(f"Replaying {first} against the demo flow code:")
         print_result(app, result)

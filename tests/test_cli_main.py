@@ -217,3 +217,14 @@ def test_a_narrow_terminal_never_cuts_an_id_a_state_or_a_head(
     assert "".join(line.split()[-1] for line in body) == head
     assert "…" not in "\n".join(lines)
     assert max(len(line) for line in lines) <= 80
+
+
+def test_demo_lists_each_run_with_its_chain_status(
+    invoke: Invoke, workdir: Path
+) -> None:
+    result = invoke("demo")
+    assert result.exit_code == 0
+    rows = [line.split() for line in result.stdout.splitlines()]
+    listed = [r for r in rows if r and r[0].startswith("exec_") and r[0][-1] != ":"]
+    assert len(listed) == 4
+    assert {row[-1] for row in listed} == {"ok"}
