@@ -25,9 +25,14 @@ import journal
 SETPRIV = shutil.which("setpriv")
 JOURNAL = str(Path(sys.executable).with_name("journal"))
 NOBODY = 65534
-pytestmark = pytest.mark.skipif(
-    SETPRIV is None or os.geteuid() != 0, reason="needs root and setpriv"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        SETPRIV is None or os.geteuid() != 0, reason="needs root and setpriv"
+    ),
+    # One worker runs the whole module: its fixture changes and restores
+    # directory modes that another worker's run of it would race with.
+    pytest.mark.xdist_group("run_as_nobody"),
+]
 
 
 #: Runs several ``journal`` command lines in one process (one interpreter
@@ -57,6 +62,32 @@ def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def _traversable_for_others(paths: list[Path]) -> list[tuple[Path, int]]:
+    """Give others search (x) permission on each path and its ancestors that
+    lack it; returns what was changed, to restore afterwards."""
+    changed: list[tuple[Path, int]] = []
+    for path in paths:
+        for directory in [path, *path.parents]:
+            mode = directory.stat().st_mode & 0o7777
+            if not mode & 0o001:
+                directory.chmod(mode | 0o001)
+                changed.append((directory, mode))
+    return changed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installation_reachable_by_nobody() -> Iterator[None]:
+    """Let nobody reach the virtual environment and the source tree: CI
+    makes both under root-only temporary directories (``mktemp -d``)."""
+    import cli
+
+    source_root = Path(cli.__file__).resolve().parents[1]
+    changed = _traversable_for_others([Path(sys.prefix), source_root])
+    yield
+    for directory, mode in reversed(changed):
+        directory.chmod(mode)
 
 
 @pytest.fixture
