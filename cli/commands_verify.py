@@ -115,9 +115,10 @@ def verify_file(app: App, path: Path, pubkey: Path | None = None) -> None:
     """``verify --file``: every block's chain, genesis, head and fold; the
     head MAC where the keyring holds its key; with ``--pubkey``, every
     block's ledger proof (checkpoint signature, inclusion, sealed head)."""
+    from cli.commands_ledger import verifier_for
     from journal.export import read_blocks
 
-    verifier = None if pubkey is None else _verifier(pubkey)
+    verifier = None if pubkey is None else verifier_for(pubkey)
     blocks = read_blocks(path, app.keyring())
     results: list[dict[str, Any]] = []
     for block in blocks:
@@ -156,18 +157,6 @@ def verify_file(app: App, path: Path, pubkey: Path | None = None) -> None:
                 f"sealed at {result['ledger']['head_seq']} in checkpoint "
                 f"{result['ledger']['tree_size']}: inclusion proof and signature ok"
             )
-
-
-def _verifier(pubkey: Path) -> Any:
-    from journal.errors import ImportFormatError
-    from journal.signednote import Verifier
-
-    try:
-        return Verifier.from_vkey(pubkey.read_text())
-    except OSError as exc:
-        raise ImportFormatError(f"cannot read {pubkey}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ImportFormatError(f"{pubkey}: not a verifier key: {exc}") from exc
 
 
 def _check_sealed(block: Any, verifier: Any) -> dict[str, Any]:
