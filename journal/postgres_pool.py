@@ -14,6 +14,7 @@ pool_timeout_s         JOURNAL_PG_POOL_TIMEOUT_S         30
 pool_max_idle_s        JOURNAL_PG_POOL_MAX_IDLE_S        300
 pool_max_lifetime_s    JOURNAL_PG_POOL_MAX_LIFETIME_S    3600
 health_check           JOURNAL_PG_HEALTH_CHECK           1
+health_check_idle_s    JOURNAL_PG_HEALTH_CHECK_IDLE_S    1
 lock_timeout_ms        JOURNAL_LOCK_TIMEOUT_MS           30000
 statement_timeout_ms   JOURNAL_PG_STATEMENT_TIMEOUT_MS   0 (none)
 retry_attempts         JOURNAL_RETRY_ATTEMPTS            5
@@ -22,6 +23,10 @@ retry_max_delay_ms     JOURNAL_RETRY_MAX_DELAY_MS        2000
 =====================  ================================  =========
 
 ``connect_timeout`` is libpq's own parameter (10 s unless the URL sets it).
+With ``health_check``, a connection that has been idle in the pool for more
+than ``health_check_idle_s`` seconds answers an empty query before it is
+used (0: every checkout); one used moments ago is trusted, and a failure on
+it is left to the retry policy.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ POOL_SETTINGS: dict[str, tuple[str, float]] = {
     "pool_max_idle_s": ("JOURNAL_PG_POOL_MAX_IDLE_S", 300),
     "pool_max_lifetime_s": ("JOURNAL_PG_POOL_MAX_LIFETIME_S", 3600),
     "health_check": ("JOURNAL_PG_HEALTH_CHECK", 1),
+    "health_check_idle_s": ("JOURNAL_PG_HEALTH_CHECK_IDLE_S", 1),
     "lock_timeout_ms": ("JOURNAL_LOCK_TIMEOUT_MS", 30_000),
     "statement_timeout_ms": ("JOURNAL_PG_STATEMENT_TIMEOUT_MS", 0),
 }
@@ -128,8 +134,8 @@ def make_pool(conninfo: str, settings: PostgresSettings) -> Any:
 
     Each new connection gets the lock and statement timeouts (set in
     autocommit, so that configuring sends no COMMIT). The pool drops
-    connections returned broken; the store checks a connection as it
-    leaves the pool (``health_check``).
+    connections returned broken; the store checks a connection idle for a
+    while as it leaves the pool (``health_check``, ``health_check_idle_s``).
     """
     from psycopg_pool import ConnectionPool
 

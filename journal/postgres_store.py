@@ -14,118 +14,29 @@ head. Lock and statement timeouts raise `StoreBusyError` (exit 12).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from journal.errors import StoreError
 from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
+from journal.leases import Lease
+from journal.postgres_append import (
+    APPEND_CALL,
+    APPEND_FUNCTION_DDL,
+    HAS_APPEND_FUNCTION,
+    HeadCache,
+    plan_call,
+)
+from journal.postgres_ddl import LOG_DDL, POSTGRES_SCHEMA, POSTGRES_V2
 from journal.postgres_pool import make_pool, split_url, translate
 from journal.retry import retry_call
-from journal.sql_leases import LEASES_DDL
-from journal.sql_log import log_ddl
 from journal.sqlstore import LAYOUT, SQLStore, redact_url
+from journal.store import Summary
 
-_LOG_DDL = log_ddl("BIGINT")
-_POSTGRES_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS journal_executions (
-    exec_key BIGSERIAL PRIMARY KEY,
-    execution_id TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    flow TEXT,
-    parent_id TEXT,
-    schema_version TEXT,
-    created_at TIMESTAMPTZ,
-    started_at TIMESTAMPTZ,
-    ended_at TIMESTAMPTZ,
-    updated_at TIMESTAMPTZ,
-    step_count INTEGER NOT NULL DEFAULT 0,
-    failed_steps INTEGER NOT NULL DEFAULT 0,
-    output BYTEA,
-    error BYTEA,
-    alg TEXT NOT NULL,
-    head_seq BIGINT NOT NULL,
-    head_hash BYTEA NOT NULL,
-    genesis BYTEA,
-    key_id TEXT,
-    head_mac BYTEA)""",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_time "
-    "ON journal_executions (tenant_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_state "
-    "ON journal_executions (tenant_id, state, created_at)",
-    "CREATE INDEX IF NOT EXISTS journal_executions_by_flow "
-    "ON journal_executions (tenant_id, flow, created_at)",
-    """CREATE TABLE IF NOT EXISTS journal_events (
-    exec_key BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    topic TEXT,
-    payload BYTEA NOT NULL,
-    hash BYTEA NOT NULL,
-    PRIMARY KEY (exec_key, seq))""",
-    """CREATE TABLE IF NOT EXISTS journal_snapshots (
-    exec_key BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    state BYTEA NOT NULL,
-    PRIMARY KEY (exec_key, seq))""",
-    """CREATE TABLE IF NOT EXISTS journal_schemas (
-    schema_hash TEXT PRIMARY KEY,
-    document BYTEA NOT NULL)""",
-    LEASES_DDL,
-]
-# What `journal migrate` adds to a first-round store, and `init` to a new one.
-_POSTGRES_V2 = [
-    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS genesis BYTEA",
-    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS key_id TEXT",
-    "ALTER TABLE journal_executions ADD COLUMN IF NOT EXISTS head_mac BYTEA",
-    LEASES_DDL,  # operational (recovery), outside the chain
-    """CREATE TABLE IF NOT EXISTS journal_meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL)""",
-    """CREATE OR REPLACE FUNCTION journal_refuse() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
-END $$""",
-    """CREATE OR REPLACE FUNCTION journal_index_append_only() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.exec_key IS DISTINCT FROM OLD.exec_key
-        OR NEW.execution_id IS DISTINCT FROM OLD.execution_id
-        OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
-        OR NEW.flow IS DISTINCT FROM OLD.flow
-        OR NEW.parent_id IS DISTINCT FROM OLD.parent_id
-        OR NEW.created_at IS DISTINCT FROM OLD.created_at
-        OR NEW.alg IS DISTINCT FROM OLD.alg
-        OR NEW.genesis IS DISTINCT FROM OLD.genesis
-        OR NEW.head_seq <= OLD.head_seq
-        OR NOT EXISTS (SELECT 1 FROM journal_events e
-                       WHERE e.exec_key = NEW.exec_key AND e.seq = NEW.head_seq
-                       AND e.hash = NEW.head_hash) THEN
-        RAISE EXCEPTION 'journal_executions: only an append may change an index row';
-    END IF;
-    RETURN NEW;
-END $$""",
-    "DROP TRIGGER IF EXISTS journal_events_append_only ON journal_events",
-    "CREATE TRIGGER journal_events_append_only BEFORE UPDATE OR DELETE "
-    "ON journal_events FOR EACH ROW EXECUTE FUNCTION journal_refuse()",
-    "DROP TRIGGER IF EXISTS journal_events_no_truncate ON journal_events",
-    "CREATE TRIGGER journal_events_no_truncate BEFORE TRUNCATE "
-    "ON journal_events FOR EACH STATEMENT EXECUTE FUNCTION journal_refuse()",
-    "DROP TRIGGER IF EXISTS journal_executions_no_delete ON journal_executions",
-    "CREATE TRIGGER journal_executions_no_delete BEFORE DELETE "
-    "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_refuse()",
-    "DROP TRIGGER IF EXISTS journal_executions_no_truncate ON journal_executions",
-    "CREATE TRIGGER journal_executions_no_truncate BEFORE TRUNCATE "
-    "ON journal_executions FOR EACH STATEMENT EXECUTE FUNCTION journal_refuse()",
-    "DROP TRIGGER IF EXISTS journal_executions_append_only ON journal_executions",
-    "CREATE TRIGGER journal_executions_append_only BEFORE UPDATE "
-    "ON journal_executions FOR EACH ROW EXECUTE FUNCTION journal_index_append_only()",
-    "INSERT INTO journal_meta (name, value) VALUES ('layout', '2') "
-    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    *_LOG_DDL,  # the store-wide log (journal.sql_log)
-]
 _SCHEMA_LOCK_ID = 0x6A6F75726E616C  # "journal": serialises concurrent CREATEs
 _LOG_LOCK_ID = 0x6A6C6F67  # "jlog": one sequencer round at a time per schema
 _LOG_LOCK = "%s, hashtext(current_schema())"
@@ -153,6 +64,10 @@ class PostgresStore(SQLStore):
         self.retry_policy = self.settings.retry
         self._pool = make_pool(self._conninfo, self.settings)
         self._local = threading.local()  # the connection of an open transaction
+        # When each pooled connection last finished a transaction.
+        self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._heads = HeadCache()
+        self._append_function = False
         self._open_pool()
         try:
             retry_call(lambda: self._prepare(create), self.retry_policy)
@@ -191,6 +106,8 @@ class PostgresStore(SQLStore):
             raise StoreError(f"{redact_url(self.url)} holds no journal tables")
         elif self.layout >= LAYOUT:
             self._add_log_tables()
+        if self.layout >= LAYOUT:
+            self._append_function = self._add_append_function()
 
     def _add_log_tables(self) -> None:
         """A store written before the log gets its tables on open."""
@@ -200,8 +117,24 @@ class PostgresStore(SQLStore):
                 return
         with self._transaction(write=True) as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-            for statement in _LOG_DDL:
+            for statement in LOG_DDL:
                 cur.execute(statement)
+
+    def _add_append_function(self) -> bool:
+        """Whether ``journal_append`` is there; a store made before it gets
+        it on open when this user may create it (else appends take the
+        transaction path)."""
+        with self._transaction(write=False) as cur:
+            cur.execute(HAS_APPEND_FUNCTION)
+            if cur.fetchone()[0]:
+                return True
+        try:
+            with self._transaction(write=True) as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                cur.execute(APPEND_FUNCTION_DDL)
+        except StoreError:
+            return False
+        return True
 
     def _read_layout(self, cur: Any) -> int:
         """0: no journal tables; 1: a first-round store; else journal_meta's."""
@@ -222,7 +155,7 @@ class PostgresStore(SQLStore):
         with self._transaction(write=True) as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
             if self._read_layout(cur) == 0:
-                for statement in _POSTGRES_SCHEMA + _POSTGRES_V2:
+                for statement in POSTGRES_SCHEMA + POSTGRES_V2:
                     cur.execute(statement)
         self.layout = LAYOUT
 
@@ -233,7 +166,7 @@ class PostgresStore(SQLStore):
         if before < LAYOUT:
             with self._transaction(write=True) as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                for statement in _POSTGRES_V2:
+                for statement in POSTGRES_V2:
                     cur.execute(statement)
             self.layout = LAYOUT
         return before
@@ -271,7 +204,65 @@ class PostgresStore(SQLStore):
             raise mapped from error
         finally:
             self._local.conn = None
-            self._pool.putconn(conn)
+            self._put(conn)
+
+    def _append_known_head(
+        self,
+        summary: Summary,
+        expected_seq: int,
+        payloads: Sequence[bytes],
+        topics: Sequence[str | None] | None,
+        lease: Lease | None,
+    ) -> Summary | None:
+        """The append in one autocommit call of ``journal_append`` when this
+        process remembers the head it follows (see `journal.postgres_append`);
+        None when it does not, or the server found the guess wrong."""
+        if not self._append_function or getattr(self._local, "conn", None):
+            return None  # inside a transaction: join it the ordinary way
+        remembered = self._heads.get(summary.execution_id)
+        if remembered is None or remembered[1].seq != expected_seq:
+            return None
+        planned = plan_call(
+            self.keyring,
+            self._signed_seen,
+            remembered,
+            summary,
+            expected_seq,
+            payloads,
+            topics,
+            lease,
+            lambda new: self._summary_params(new)[2:],
+        )
+        if planned is None:
+            return None
+        new, params = planned
+        conn = self._checked_connection()
+        try:
+            conn.autocommit = True  # the call is its own transaction
+            answer = conn.execute(APPEND_CALL, params).fetchone()[0]
+        except BaseException as error:
+            self._heads.forget(summary.execution_id)
+            mapped = self._mapped(error, committing=True)
+            if mapped is error:
+                raise
+            raise mapped from error
+        finally:
+            with suppress(Exception):  # a broken one is dropped by the pool
+                conn.autocommit = False
+            self._put(conn)
+        if answer is not None:  # 'stale', 'lease' or 'signed': nothing written
+            self._heads.forget(summary.execution_id)
+            return None
+        self._heads.remember(remembered[0], new)
+        return new
+
+    def _remember_head(self, key: int, summary: Summary) -> None:
+        self._heads.remember(key, summary)
+
+    def _put(self, conn: Any) -> None:
+        """Back to the pool, noting when it was last used."""
+        self._used[conn] = time.monotonic()
+        self._pool.putconn(conn)
 
     @contextmanager
     def _nested(self, conn: Any) -> Iterator[Any]:
@@ -285,7 +276,8 @@ class PostgresStore(SQLStore):
             raise mapped from error
 
     def _checked_connection(self) -> Any:
-        """A pooled connection; with ``health_check``, one that answered.
+        """A pooled connection; with ``health_check``, one that answered if
+        it sat idle longer than ``health_check_idle_s``.
 
         A connection that fails its check is dropped (the pool replaces it)
         and the next one tried, as many times as the pool holds connections;
@@ -294,12 +286,17 @@ class PostgresStore(SQLStore):
         """
         from psycopg_pool import ConnectionPool
 
-        for _ in range(int(self.settings["pool_max_size"]) + 1):
+        settings = self.settings
+        for _ in range(int(settings["pool_max_size"]) + 1):
             try:
                 conn = self._pool.getconn()
             except Exception as error:
                 raise self._mapped(error, committing=False) from error
-            if not self.settings["health_check"]:
+            if not settings["health_check"]:
+                return conn
+            used = self._used.get(conn)
+            idle = settings["health_check_idle_s"]
+            if used is not None and time.monotonic() - used <= idle:
                 return conn
             try:
                 ConnectionPool.check_connection(conn)

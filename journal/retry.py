@@ -216,10 +216,11 @@ def append_with_retry(
         except TransientStoreError as error:
             failure: StoreError = error
         except CommitUnknownError as error:
-            failure = error
             resolved = _resolve_or_raise(store, summary, expected_seq, payloads, error)
             if resolved is not None:
                 return resolved
+            # Checked: nothing was stored, so this try failed before COMMIT.
+            failure = TransientStoreError(f"{error} (checked: nothing was stored)")
         if attempt == policy.attempts:
             _give_up(failure, attempt)
         log.warning("append to %s failed (%s); retry", summary.execution_id, failure)

@@ -3,10 +3,12 @@
 It relays bytes both ways and reads the client's side of the PostgreSQL
 wire protocol (v3: an untyped startup message, then messages of one type
 byte and a 4-byte length) just enough to see a transaction's end: a simple
-``Query`` or an extended-protocol ``Parse`` whose text is ``COMMIT``.
-Armed with `cut_next_commit`, it cuts that connection (both sides), either
-before forwarding the COMMIT (the server rolls back) or after the server
-has answered it (the server committed; the client never hears so). Use
+``Query`` or an extended-protocol ``Parse`` whose text is ``COMMIT``, or a
+call of ``journal_append`` (an autocommit statement that is a whole append
+transaction, see `journal.postgres_append`). Armed with `cut_next_commit`,
+it cuts that connection (both sides), either before forwarding the commit
+(the server rolls back) or after the server has answered it and is idle
+again (the server committed; the client never hears so). Use
 ``sslmode=disable`` and ``gssencmode=disable`` in the client's URL so that
 the stream is readable.
 """
@@ -20,7 +22,8 @@ import threading
 from dataclasses import dataclass, field
 
 _COMMIT = b"COMMIT"
-_TAG_COMMITTED = b"COMMIT\x00"  # the server's CommandComplete tag
+_CALL = b"SELECT JOURNAL_APPEND("
+_IDLE = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, no transaction open
 
 
 @dataclass
@@ -47,6 +50,7 @@ class FaultProxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._armed: str | None = None  # "before" or "after"
+        self._holding_for = ""  # what the held answer ends
         self._links: list[_Link] = []
         self.cuts: list[str] = []  # what was done, in order
         self._stopped = threading.Event()
@@ -103,10 +107,12 @@ class FaultProxy:
             pending: str | None = None  # a cut waiting for the Parse's Sync
             while True:
                 kind, message = reader.typed()
-                if kind in (b"Q", b"P") and _is_commit(message):
+                ends = _ends_transaction(message) if kind in (b"Q", b"P") else ""
+                if ends:
                     pending = self._take_armed()
+                    self._holding_for = ends
                     if pending == "before":
-                        self.cuts.append("before COMMIT")
+                        self.cuts.append(f"before {ends}")
                         link.close()
                         return
                 if pending == "after" and kind in (b"Q", b"S"):
@@ -118,8 +124,8 @@ class FaultProxy:
             link.close()
 
     def _server_side(self, link: _Link) -> None:
-        """Relay server -> client, unless holding: then wait for the server's
-        COMMIT answer, and cut without relaying it."""
+        """Relay server -> client, unless holding: then wait for the server
+        to answer the commit and be idle again, and cut without relaying."""
         answer = b""
         try:
             while True:
@@ -128,8 +134,8 @@ class FaultProxy:
                     break
                 if link.holding.is_set():
                     answer += data
-                    if _TAG_COMMITTED in answer:
-                        self.cuts.append("after COMMIT")
+                    if _IDLE in answer:
+                        self.cuts.append(f"after {self._holding_for}")
                         break
                     continue
                 link.client.sendall(data)
@@ -138,12 +144,18 @@ class FaultProxy:
         link.close()
 
 
-def _is_commit(message: bytes) -> bool:
+def _ends_transaction(message: bytes) -> str:
+    """``COMMIT``, ``journal_append`` (a whole append), or ``""``."""
     # Q: type, length, query text. P: type, length, statement name, query.
     body = message[5:]
     if message[:1] == b"P":
         body = body.split(b"\x00", 1)[1] if b"\x00" in body else body
-    return body.strip(b"\x00 ;\n").upper() == _COMMIT
+    text = body.strip(b"\x00 ;\n").upper()
+    if text == _COMMIT:
+        return "COMMIT"
+    if text.startswith(_CALL):
+        return "journal_append"
+    return ""
 
 
 class _Reader:

@@ -68,14 +68,19 @@ def through(proxy: FaultProxy, url: str) -> str:
     return with_params(moved, sslmode="disable", gssencmode="disable")
 
 
-@pytest.mark.parametrize("health_check", [1, 0])
+@pytest.mark.parametrize(
+    "check",
+    [
+        {"health_check": 1, "health_check_idle_s": 0},  # every checkout
+        {"health_check": 1},  # only a connection idle for a while
+        {"health_check": 0},  # the retries alone
+    ],
+)
 def test_a_writer_whose_backend_is_terminated_carries_on_after_reconnecting(
-    health_check: int,
+    check: dict[str, int],
 ) -> None:
     name = f"jt_writer_{secrets.token_hex(4)}"
-    url = with_params(
-        require_postgres(), application_name=name, health_check=health_check
-    )
+    url = with_params(require_postgres(), application_name=name, **check)
     tenant = new_tenant()
     with journal.open(url, tenant=tenant) as journal_:
         handle = journal_.create(flow="terminated")
@@ -91,20 +96,30 @@ def test_a_writer_whose_backend_is_terminated_carries_on_after_reconnecting(
     assert stored_steps(require_postgres(), tenant, handle.id) == ["before", "after"]
 
 
+@pytest.mark.parametrize("ends", ["COMMIT", "journal_append"])
 @pytest.mark.parametrize("when", ["after", "before"])
 def test_a_commit_cut_by_the_proxy_is_resolved_against_the_stored_head(
-    proxy: FaultProxy, when: str, caplog: pytest.LogCaptureFixture
+    proxy: FaultProxy, when: str, ends: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Either way an append ends: a transaction's COMMIT (a writer that has
+    not seen the head: here a second journal), or the one-call append of a
+    writer that knows it (`journal.postgres_append`)."""
     tenant = new_tenant()
-    with journal.open(through(proxy, require_postgres()), tenant=tenant) as journal_:
-        handle = journal_.create(flow="cut")
+    url = through(proxy, require_postgres())
+    with journal.open(url, tenant=tenant) as first:
+        handle = first.create(flow="cut")
         handle.start()
+        if ends == "COMMIT":
+            second = journal.open(url, tenant=tenant)
+            handle = second.handle(handle.id)
         proxy.cut_next_commit(when)
         with caplog.at_level(logging.INFO, logger="journal.retry"):
             handle.start_step("cut", "ToolNode")  # resolved: stored, or retried
         handle.start_step("next", "ToolNode")
         version = handle.state.version
-    assert proxy.cuts == [f"{when} COMMIT"]
+        if ends == "COMMIT":
+            second.close()
+    assert proxy.cuts == [f"{when} {ends}"]
     resolved = "was committed" if when == "after" else "connection lost while"
     assert resolved in caplog.text
     # Never written twice, never lost; the handle agrees with the store.
