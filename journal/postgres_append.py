@@ -75,7 +75,6 @@ _FIXED_PARAMS = (
     ("lease_owner", "TEXT"),
     ("refuse_if_signed", "BOOLEAN"),
     ("seqs", "BIGINT[]"),
-    ("topics", "TEXT[]"),
     ("payloads", "BYTEA[]"),
     ("hashes", "BYTEA[]"),
 )
@@ -109,8 +108,8 @@ BEGIN
         RETURN 'signed';
     END IF;
     INSERT INTO journal_events (exec_key, seq, topic, payload, hash)
-        SELECT p_key, s, t, p, h
-        FROM unnest(p_seqs, p_topics, p_payloads, p_hashes) AS u(s, t, p, h);
+        SELECT p_key, s, NULL, p, h
+        FROM unnest(p_seqs, p_payloads, p_hashes) AS u(s, p, h);
     UPDATE journal_executions SET
         {", ".join(f"{name} = p_{name}" for name, _ in _ROW_PARAMS)}
         WHERE exec_key = p_key;
@@ -123,7 +122,7 @@ END $$"""
 #: ordinary path).
 HAS_APPEND_FUNCTION = "SELECT to_regproc('journal_append') IS NOT NULL"
 APPEND_CALL = (
-    "SELECT journal_append(" + ", ".join(f"p_{name} => %s" for name, _ in _PARAMS) + ")"
+    "SELECT journal_append(" + ", ".join(f"p_{name} => %b" for name, _ in _PARAMS) + ")"
 )
 
 
@@ -172,7 +171,6 @@ def plan_call(
     summary: Summary,
     expected_seq: int,
     payloads: Sequence[bytes],
-    topics: Sequence[str | None] | None,
     lease: Lease | None,
     row_params: Callable[[Summary], list[Any]],
 ) -> tuple[Summary, list[Any]] | None:
@@ -191,7 +189,6 @@ def plan_call(
     )
     if new.key_id is not None and not signed_seen:
         return None  # the ordinary path records that the store is signed
-    json = topics is None
     params: list[Any] = [
         key,
         None if lease is None else lease.execution_id,
@@ -201,8 +198,7 @@ def plan_call(
         None if lease is None else lease.owner,
         refuse_if_signed,
         [r.seq for r in rows],
-        list(topics) if topics is not None else [None] * len(rows),
-        [pack(r.payload, json=json) for r in rows],
+        [pack(r.payload, json=True) for r in rows],  # our events: compact JSON
         [r.hash for r in rows],
         *row_params(new),
     ]

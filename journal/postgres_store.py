@@ -217,8 +217,12 @@ class PostgresStore(SQLStore):
         """The append in one autocommit call of ``journal_append`` when this
         process remembers the head it follows (see `journal.postgres_append`);
         None when it does not, or the server found the guess wrong."""
-        if not self._append_function or getattr(self._local, "conn", None):
-            return None  # inside a transaction: join it the ordinary way
+        if (
+            not self._append_function
+            or topics is not None  # the generic recorder's events
+            or getattr(self._local, "conn", None)  # join the open transaction
+        ):
+            return None
         remembered = self._heads.get(summary.execution_id)
         if remembered is None or remembered[1].seq != expected_seq:
             return None
@@ -229,7 +233,6 @@ class PostgresStore(SQLStore):
             summary,
             expected_seq,
             payloads,
-            topics,
             lease,
             lambda new: self._summary_params(new)[2:],
         )
