@@ -43,7 +43,7 @@ from journal.packing import CONTROL_BYTE
 from journal.retry import append_with_retry
 from journal.store import ListFilter, Row, Store, Summary, not_found
 from journal.urls import DEFAULT_URL, open_store
-from journal.validation import check_events
+from journal.validation import CONTROL, check_events, classify
 
 if TYPE_CHECKING:
     from journal.commands import ExecutionHandle
@@ -294,7 +294,8 @@ class Journal:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
         payloads = [codec.encode(event) for event in new]
-        if CONTROL_BYTE.search(b"".join(payloads)) is not None:
+        classes = classify(payloads)  # one pass for both checks below
+        if CONTROL in classes:
             # Only a raw value handed in unchecked can do this (our encoder
             # escapes control characters); storage packing relies on it.
             pairs = zip(new, payloads, strict=True)
@@ -303,7 +304,9 @@ class Journal:
                 f"{after.id}: a raw value in {ev.tag_of(bad)} is not JSON "
                 "(it holds a control byte)"
             )
-        check_events(new, payloads, lambda i: f"{after.id} event {expected + i + 1}")
+        check_events(
+            new, payloads, lambda i: f"{after.id} event {expected + i + 1}", classes
+        )
         codec.check_raw_values(str(after.id), new)
         summary = summarize(after)
         if expected == 0:

@@ -17,7 +17,8 @@ Every event appended and every event imported is checked:
 * a payload is at most `MAX_PAYLOAD_BYTES` (which also bounds what
   `journal.packing.unpack` will inflate).
 
-The checks cost little on the hot path: one byte translation decides
+The checks cost little on the hot path: one byte translation of the whole
+batch (`classify`, shared with the append's control-byte check) decides
 whether the exact (decoding) checks are needed at all, and a time from the
 journal's own clock (UTC) needs two comparisons.
 """
@@ -42,10 +43,18 @@ EARLIEST: Final = datetime(1, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 #: One pass maps each byte to its class: digits to "0", opening brackets to
-#: "[", the rest to " ". Then 19 digits in a row (the only way to write an
-#: integer beyond 64 bits) and the bracket count are C-speed searches.
+#: "[", control bytes (0x00-0x1F) to `CONTROL`, the rest to " ". Then 19
+#: digits in a row (the only way to write an integer beyond 64 bits), the
+#: bracket count and a control byte are C-speed searches.
+CONTROL: Final = b"\x00"
 _CLASSES = bytes(
-    0x30 if 0x30 <= b <= 0x39 else 0x5B if b in (0x5B, 0x7B) else 0x20
+    0x30
+    if 0x30 <= b <= 0x39
+    else 0x5B
+    if b in (0x5B, 0x7B)
+    else CONTROL[0]
+    if b < 0x20
+    else 0x20
     for b in range(256)
 )
 _LONG_DIGITS = b"0" * 19
@@ -60,20 +69,32 @@ def _suspicious(payload: bytes) -> bool:
     return classes.count(b"[") > MAX_DEPTH or _LONG_DIGITS in classes
 
 
+def classify(payloads: Sequence[bytes]) -> bytes:
+    """The byte classes of a batch of payloads, one translation for all
+    (joined by a space, which is neither a digit, a bracket nor a control
+    byte): ``CONTROL in classify(p)`` says whether any holds a control byte,
+    and `check_events` takes it instead of translating again."""
+    return b" ".join(payloads).translate(_CLASSES)
+
+
 def check_events(
     events: Sequence[ev.Event],
     payloads: Sequence[bytes],
     where: Callable[[int], str],
+    classes: bytes | None = None,
 ) -> None:
     """Check events about to be stored and their canonical payloads.
 
     ``where(i)`` names event i in a message (``exec_… event 3``,
-    ``file.jsonl:7``); it is called only on a refusal. Raises
+    ``file.jsonl:7``); it is called only on a refusal. ``classes`` is
+    ``classify(payloads)`` when the caller already has it. Raises
     `InvalidValueError` naming the place and the field.
     """
     # One translation of the whole batch: no 19-digit run anywhere means no
     # payload can hold an integer beyond 64 bits.
-    long_digits = _LONG_DIGITS in b"\n".join(payloads).translate(_CLASSES)
+    if classes is None:
+        classes = classify(payloads)
+    long_digits = _LONG_DIGITS in classes
     for i, (event, payload) in enumerate(zip(events, payloads, strict=True)):
         at = event.at
         if (
