@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from itertools import repeat
+from typing import NamedTuple, cast
 
 import msgspec
 
@@ -173,11 +174,23 @@ def chain_rows(
 ) -> list[Row]:
     """Link new payloads onto a chain whose last link (or h_0) is `previous`."""
     link = previous
-    rows = []
-    for seq, payload in enumerate(payloads, start=first_seq):
-        link = digest(link + _seq_bytes(seq) + payload)
-        rows.append(Row(seq, payload, link))
-    return rows
+    links: list[bytes] = []
+    append = links.append
+    if digest is sha256:  # the common case, without a Python call per link
+        new = hashlib.sha256
+        for seq, payload in enumerate(payloads, start=first_seq):
+            link = new(link + seq.to_bytes(8, "big") + payload).digest()
+            append(link)
+    else:
+        for seq, payload in enumerate(payloads, start=first_seq):
+            link = digest(link + _seq_bytes(seq) + payload)
+            append(link)
+    seqs = range(first_seq, first_seq + len(payloads))
+    # `tuple.__new__` makes each Row in C (`Row(...)` is a Python call).
+    return cast(
+        "list[Row]",
+        list(map(tuple.__new__, repeat(Row), zip(seqs, payloads, links, strict=True))),
+    )
 
 
 def verify_links(
