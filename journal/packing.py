@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 
 #: The largest payload the journal stores (`journal.validation` refuses
 #: bigger ones on append and import); `unpack` never inflates beyond it, so
@@ -93,6 +94,40 @@ def pack(payload: bytes, *, json: bool = False) -> bytes:
     for text, token in TOKENS_V1:
         payload = payload.replace(text, token)
     return payload
+
+
+def pack_many(payloads: Sequence[bytes], *, json: bool = False) -> list[bytes]:
+    """``[pack(p, json=json) for p in payloads]``, the token form computed
+    once for the whole batch.
+
+    The small payloads are joined by ``\n`` and each token replaced once in
+    the joined bytes, then split again. No token text holds ``\n`` nor is any
+    token ``\n``, so no match spans two payloads and a replace neither makes
+    nor removes a separator: every part is exactly its payload's token form.
+    A payload holding ``\n`` itself (or any control byte, without ``json``)
+    is packed alone; if the parts do not come out one per payload, all are.
+    """
+    alone: dict[int, bytes] = {}
+    small: Sequence[bytes] = payloads
+    if not json or max(map(len, payloads), default=0) >= _DEFLATE_FROM:
+        small = []
+        for i, payload in enumerate(payloads):
+            if len(payload) >= _DEFLATE_FROM or (
+                not json and CONTROL_BYTE.search(payload) is not None
+            ):
+                alone[i] = pack(payload, json=json)
+            else:
+                small.append(payload)
+    joined = b"\n".join(small)
+    for text, token in TOKENS_V1:
+        joined = joined.replace(text, token)
+    parts = joined.split(b"\n") if small else []
+    if len(parts) != len(small):  # a payload held "\n" (json promised none)
+        return [pack(payload, json=json) for payload in payloads]
+    if not alone:
+        return parts
+    rest = iter(parts)
+    return [alone[i] if i in alone else next(rest) for i in range(len(payloads))]
 
 
 def unpack(stored: bytes) -> bytes:

@@ -47,7 +47,7 @@ from typing import Any
 from journal.census import Census, Orphan, first_event_tenant
 from journal.errors import ConflictError, StoreError
 from journal.leases import Lease
-from journal.packing import pack, unpack
+from journal.packing import pack_many, unpack
 from journal.retry import retried
 from journal.sql_leases import SQLLeases
 from journal.sql_ledger import SQLLedger
@@ -80,6 +80,10 @@ _PUT_SCHEMA = (
     "ON CONFLICT (schema_hash) DO NOTHING"
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "updated_at")
+INSERT_EVENT = (
+    "INSERT INTO journal_events (exec_key, seq, topic, payload, hash) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 _UPDATE_EXECUTION = (
     "UPDATE journal_executions SET "
     + ", ".join(f"{c.strip()} = ?" for c in _SUMMARY_COLUMNS.split(",")[2:])
@@ -235,18 +239,30 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
         *,
         json: bool = False,
     ) -> None:
-        cur.executemany(
-            self._q(
-                "INSERT INTO journal_events (exec_key, seq, topic, payload, hash) "
-                "VALUES (?, ?, ?, ?, ?)"
-            ),
-            [
-                (key, r.seq, topic, pack(r.payload, json=json), r.hash)
-                for r, topic in zip(rows, topics, strict=True)
-            ],
-        )
+        packed = pack_many([r.payload for r in rows], json=json)
+        self._insert_packed(cur, key, rows, topics, packed)
         if rows:  # journal.sql_log numbers them later
             self._mark_unlogged(cur, key, rows[-1].seq)
+
+    def _insert_packed(
+        self,
+        cur: Any,
+        key: int,
+        rows: Sequence[Row],
+        topics: Sequence[str | None],
+        packed: Sequence[bytes],
+    ) -> None:
+        """Insert `rows` under index key `key`, storing ``packed[i]`` (the
+        packed payload) for ``rows[i]``; a backend may batch differently."""
+        cur.executemany(
+            self._q(INSERT_EVENT),
+            [
+                (key, seq, topic, data, link)
+                for (seq, _, link), topic, data in zip(
+                    rows, topics, packed, strict=True
+                )
+            ],
+        )
 
     def _key(self, cur: Any, execution_id: str, tenant_id: str) -> int | None:
         cur.execute(
