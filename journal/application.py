@@ -293,7 +293,7 @@ class Journal:
         if after.tenant_id != self.tenant_id:
             # A state folded under another tenant: as if the id did not exist.
             raise not_found(after.id, self.tenant_id)
-        payloads = [codec.encode(event) for event in new]
+        payloads = codec.encode_all(new)
         classes = classify(payloads)  # one pass for both checks below
         if CONTROL in classes:
             # Only a raw value handed in unchecked can do this (our encoder

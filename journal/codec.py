@@ -57,6 +57,11 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+def encode_all(events: Sequence[Event]) -> list[bytes]:
+    """`encode` of each event, in order (no Python call per event)."""
+    return list(map(_encoder.encode, events))
+
+
 def encode_value(value: object) -> msgspec.Raw:
     """Encode any msgspec-supported value as canonical raw JSON."""
     return msgspec.Raw(_encoder.encode(value))
@@ -121,8 +126,12 @@ def check_raw_values(where: str, events: Sequence[Event]) -> None:
     Raises:
         EventDecodeError: Naming `where`, the event's tag and the field.
     """
+    known = _RAW_FIELDS
     for event in events:
-        for name in _raw_fields(type(event)):
+        names = known.get(type(event))
+        if names is None:
+            names = _raw_fields(type(event))
+        for name in names:
             value: msgspec.Raw = getattr(event, name)
             try:
                 _any_json.decode(value)
