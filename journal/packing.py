@@ -120,7 +120,9 @@ def pack_many(payloads: Sequence[bytes], *, json: bool = False) -> list[bytes]:
                 small.append(payload)
     joined = b"\n".join(small)
     for text, token in TOKENS_V1:
-        joined = joined.replace(text, token)
+        # = joined.replace(text, token), in one search pass (replace counts
+        # the matches first, then searches again).
+        joined = token.join(joined.split(text))
     parts = joined.split(b"\n") if small else []
     if len(parts) != len(small):  # a payload held "\n" (json promised none)
         return [pack(payload, json=json) for payload in payloads]
