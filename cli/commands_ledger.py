@@ -1,7 +1,8 @@
 """The ledger: ``journal seal`` and ``journal ledger …``.
 
-The private key is the file named by ``JOURNAL_LEDGER_KEY_FILE`` (or
-``--key-file``); it never enters the database. A missing key exits 10.
+The private key is the file named by ``JOURNAL_LEDGER_KEY_FILE``; it never
+enters the database. A missing or malformed key, or another ledger's key (named
+otherwise, or not the key that signed its checkpoints), exits 10.
 """
 
 from __future__ import annotations
@@ -56,13 +57,14 @@ def register(group: click.Group) -> None:
         """Seal every execution head that advanced into its tenant's ledger,
         ending each round with a signed checkpoint. Exits 6 naming any head
         it refused (a history rewritten behind its sealed head)."""
-        from journal.ledger import load_signer
+        from journal.ledger import check_ledger_key, load_signer
         from journal.sealer import run_sealer
 
-        load_signer()  # exit 10 before starting anything
+        signer = load_signer()  # exit 10 before starting anything
         store = open_sql(app)
         try:
-            store.ledger_origin()
+            origin = store.ledger_origin()
+            check_ledger_key(signer.verifier, origin, store.latest_checkpoint_note())
             store.sequence_log(wait=True)
             target = store.max_position()
         finally:
@@ -187,17 +189,24 @@ def register(group: click.Group) -> None:
         """Prove that a checkpoint kept earlier is a prefix of the current
         one, and check the proof; exits 6 if the ledger was rewritten."""
         from journal.errors import ExecutionNotFoundError
-        from journal.ledger import open_tenant_checkpoint, prove_consistency
+        from journal.ledger import (
+            check_ledger_key,
+            open_tenant_checkpoint,
+            prove_consistency,
+        )
 
         verifier = verifier_for(pubkey)
         tenant = app.settings.tenant
-        old = open_tenant_checkpoint(old_file.read_text(), verifier, tenant)
         store = open_sql(app)
         try:
+            if pubkey is None:  # the operator's own key: another ledger's exits 10
+                origin = store.ledger_origin()
+                check_ledger_key(verifier, origin, store.latest_checkpoint_note())
             found = store.ledger_checkpoints(tenant)
             leaves = store.ledger_leaves(tenant)
         finally:
             store.close()
+        old = open_tenant_checkpoint(old_file.read_text(), verifier, tenant)
         if not found:
             raise ExecutionNotFoundError(f"tenant {tenant} has no checkpoint yet")
         new = open_tenant_checkpoint(found[-1][2], verifier, tenant)

@@ -105,7 +105,7 @@ def cli() -> None:
     Global options may come before or after the command. Exit codes: 0 ok,
     1 error, 2 usage, 3 not found, 4 schema mismatch, 5 diverged,
     6 integrity, 7 conflict, 8 state does not allow it, 9 approval refused,
-    10 signing key not available, 11 lease lost, 12 store busy,
+    10 signing key not available or wrong, 11 lease lost, 12 store busy,
     130 interrupted. A closed pipe on stdout ends quietly with 0.
     """
 

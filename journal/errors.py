@@ -76,8 +76,9 @@ class ApprovalRefusedError(JournalError):
 
 class SigningKeyError(JournalError):
     """The signing key a command needs is not available (not in the keyring,
-    missing, malformed), or an unsigned write into a signed store was refused.
-    Never carries key bytes."""
+    missing, malformed) or is the wrong one (a ledger key of another ledger),
+    or an unsigned write into a signed store was refused. Never carries key
+    bytes."""
 
     exit_code = 10
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from journal.checkpoint import Checkpoint, open_checkpoint
 from journal.errors import LedgerIntegrityError, SigningKeyError
 from journal.merkle import MerkleTree, leaf_hash, verify_consistency
-from journal.signednote import Signer, Verifier, check_key_name
+from journal.signednote import Signer, Verifier, carries_signature_by, check_key_name
 
 __all__ = [
     "KEY_FILE_ENV",
     "Consistency",
     "LedgerHead",
+    "check_ledger_key",
     "check_origin",
     "ledger_problems",
     "load_signer",
@@ -81,6 +82,29 @@ def load_signer(path: str | None = None) -> Signer:
     except OSError as exc:
         raise SigningKeyError(f"cannot read ledger key {path}: {exc.strerror}") from exc
     return Signer.from_private_key_text(text)
+
+
+def check_ledger_key(
+    verifier: Verifier, origin: str, latest_note: str | None = None
+) -> None:
+    """Refuse the key of another ledger: named otherwise than `origin`, or
+    not the key that signed the ledger's latest checkpoint `latest_note`
+    (a new key under the same name would sign checkpoints that no kept
+    checkpoint's verifier key accepts).
+
+    Raises:
+        SigningKeyError: the wrong key (exit 10).
+    """
+    if verifier.name != origin:
+        raise SigningKeyError(
+            f"wrong ledger key: {KEY_FILE_ENV} holds the key of {verifier.name!r}, "
+            f"this ledger is {origin!r}"
+        )
+    if latest_note is not None and not carries_signature_by(latest_note, verifier):
+        raise SigningKeyError(
+            f"wrong ledger key: the ledger's checkpoints are signed by another "
+            f"key named {origin!r}, not by key {verifier.key_id:08x} in {KEY_FILE_ENV}"
+        )
 
 
 def write_key_file(path: Path, signer: Signer) -> None:

@@ -7,6 +7,9 @@ whose head advanced, a signed checkpoint per tenant, and its tracking record,
 in one transaction (`journal.sql_ledger`). Killed at any moment, it resumes
 from its tracking record and seals that round again, once.
 
+The ledger key must be this ledger's: named as its origin and, once a
+checkpoint is stored, the key that signed it (else `SigningKeyError`).
+
 A head is sealed only if the whole chain verifies and, when the execution
 was sealed before, the chain still passes through the sealed head (the link
 at the sealed sequence is the sealed link). A history rewritten behind a
@@ -24,8 +27,8 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from journal.application import Journal
 from journal.chain import head_record
 from journal.checkpoint import Checkpoint, sign_checkpoint
-from journal.errors import JournalError, LedgerIntegrityError, StoreError
-from journal.ledger import LedgerHead, load_signer, tenant_origin
+from journal.errors import JournalError, StoreError
+from journal.ledger import LedgerHead, check_ledger_key, load_signer, tenant_origin
 from journal.merkle import MerkleTree, leaf_hash
 from journal.persistence import JournalLog, LoggedEvent, StoreTrackingRecorder
 from journal.signednote import Signer
@@ -67,14 +70,17 @@ class Sealer(Projection[LedgerView]):
 
     def __init__(self, view: LedgerView, signer: Signer | None = None) -> None:
         super().__init__(view)
-        self.store = view.sql
-        self.origin = self.store.ledger_origin()
-        self.signer = signer or load_signer()
-        if self.signer.name != self.origin:
-            raise LedgerIntegrityError(
-                f"the ledger key is named {self.signer.name!r}, the ledger "
-                f"{self.origin!r}"
+        try:
+            self.store = view.sql
+            self.origin = self.store.ledger_origin()
+            self.signer = signer or load_signer()
+            check_ledger_key(
+                self.signer.verifier, self.origin, self.store.latest_checkpoint_note()
             )
+        except JournalError:
+            # Refused before the runner exists: nothing else closes the view.
+            view.store.close()
+            raise
         self.report = SealReport()
         self._changed: dict[str, str] = {}
         self._round_end: int | None = None

@@ -178,6 +178,20 @@ def open_note(note: str, verifier: Verifier) -> str:
     return text
 
 
+def carries_signature_by(note: str, verifier: Verifier) -> bool:
+    """Whether ``note`` has a signature line of ``verifier``'s name and key id
+    (whether it verifies is `open_note`'s question).
+
+    Raises:
+        LedgerIntegrityError: the note is malformed.
+    """
+    for line in _split_note(note)[1]:
+        name, blob = _parse_signature(line)
+        if name == verifier.name and blob[:4] == struct.pack(">I", verifier.key_id):
+            return True
+    return False
+
+
 def _split_note(note: str) -> tuple[str, list[str]]:
     if any(ord(c) < 0x20 and c != "\n" for c in note):
         raise LedgerIntegrityError("the note holds a control character")

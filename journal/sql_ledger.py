@@ -143,6 +143,17 @@ class SQLLedger:
             )
             return [(int(s), bytes(r), str(n)) for s, r, n in cur.fetchall()]
 
+    def latest_checkpoint_note(self) -> str | None:
+        """The signed note of the ledger's latest checkpoint (any tenant's
+        largest tree), or None before the first seal."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                "SELECT note FROM journal_ledger_checkpoints "
+                "ORDER BY tree_size DESC LIMIT 1"
+            )
+            found = cur.fetchone()
+        return None if found is None else str(found[0])
+
     def has_ledger(self) -> bool:
         """Whether `journal ledger init` was run on this store."""
         try:

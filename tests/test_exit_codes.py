@@ -64,7 +64,10 @@ ROWS: dict[int, tuple[str, ...]] = {
     7: ("test_row_7_an_import_of_a_different_history_exits_7",),
     8: ("test_row_8_a_command_the_state_does_not_allow_exits_8",),
     9: ("test_row_9_an_approval_for_another_digest_exits_9",),
-    10: ("test_row_10_a_signed_store_without_its_key_exits_10",),
+    10: (
+        "test_row_10_a_signed_store_without_its_key_exits_10",
+        "test_row_10_a_ledger_key_missing_malformed_or_another_ledgers_exits_10",
+    ),
     11: ("test_row_11_a_run_whose_lease_was_taken_over_exits_11",),
     12: ("test_row_12_a_store_locked_past_the_lock_timeout_exits_12",),
     130: ("test_row_130_an_interrupt_exits_130",),
@@ -383,6 +386,54 @@ def test_row_10_a_signed_store_without_its_key_exits_10(
 
     assert result.returncode == 10
     assert key not in result.stdout + result.stderr
+
+
+def test_row_10_a_ledger_key_missing_malformed_or_another_ledgers_exits_10(
+    run_script: Run, workdir: Path, db: str
+) -> None:
+    from journal.ledger import KEY_FILE_ENV, write_key_file
+    from journal.signednote import Signer
+
+    with journal.open(db) as journal_:
+        demo.refund.run(journal_, *demo.DEMO_REQUESTS[0])
+    named = run_script("ledger", "init", "--db", db, "--origin", "example.org/j")
+    assert named.returncode == 0, named.stderr
+    keys = {"right": "example.org/j", "other": "other.org/j", "same": "example.org/j"}
+    for name, origin in keys.items():  # "same": a new key under the ledger's name
+        write_key_file(workdir / f"{name}.key", Signer.generate(origin))
+    (workdir / "bad.key").write_text("PRIVATE+KEY+example.org/j+00000000+AAAA\n")
+    sealed = run_script("seal", "--db", db, **{KEY_FILE_ENV: "right.key"})
+    assert sealed.returncode == 0, sealed.stderr
+    kept = run_script("ledger", "checkpoint", "--db", db, **{KEY_FILE_ENV: "right.key"})
+    (workdir / "kept").write_text(kept.stdout)
+    with journal.open(db) as journal_:  # a head for the refused seals to seal
+        demo.refund.run(journal_, *demo.DEMO_REQUESTS[1])
+    wrong = {
+        "": KEY_FILE_ENV,  # unset
+        "absent.key": "absent.key",
+        "bad.key": "bad private key",
+        "other.key": "other.org/j",
+        "same.key": "signed by another key",
+    }
+    runs: list[tuple[tuple[str, ...], str]] = [(("seal",), k) for k in wrong]
+    runs += [(("seal", "--follow"), key_file) for key_file in ("", "same.key")]
+    prove = ("ledger", "prove", "--from", "kept")
+    runs += [(prove, key_file) for key_file in ("absent.key", "other.key", "same.key")]
+    for command, key_file in runs:
+        result = run_script(*command, "--db", db, **{KEY_FILE_ENV: key_file})
+        assert result.returncode == 10, (key_file, command, result.stderr)
+        _one_error_line(result, wrong[key_file])
+    pubkey = run_script("ledger", "pubkey", **{KEY_FILE_ENV: "absent.key"})
+    assert pubkey.returncode == 10
+    _one_error_line(pubkey, "absent.key")
+    # Nothing was sealed with a wrong key: the kept checkpoint is the latest.
+    proved = run_script("ledger", "prove", "--from", "kept", "--db", db,
+                        **{KEY_FILE_ENV: "right.key"})  # fmt: skip
+    assert proved.returncode == 0, proved.stderr
+    size = kept.stdout.splitlines()[1]
+    assert proved.stdout.startswith(
+        f"consistent: tree {size} is a prefix of tree {size}"
+    )
 
 
 def test_row_130_an_interrupt_exits_130(workdir: Path) -> None:

@@ -27,6 +27,7 @@ import pytest
 
 import journal
 from journal.chain import chain_rows, genesis_link, head_record
+from journal.errors import SigningKeyError
 from journal.keys import Keyring, SigningKey, generate_key
 from journal.ledger import KEY_FILE_ENV, write_key_file
 from journal.sealer import SealReport, run_sealer
@@ -294,3 +295,22 @@ def test_with_the_ledger_tables_rewritten_too_the_kept_checkpoint_exposes_it(
     code, output = verify_all(invoke, scene)
     assert code == 6, output
     assert "ledger" in output
+
+
+def test_the_sealer_refuses_another_ledgers_key_and_signs_nothing(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step(scene.url, scene.tenant, scene.keyring(), scene.ids[0])  # a head to seal
+    store = open_store(scene.url, keyring=scene.keyring())
+    assert isinstance(store, SQLStore)
+    before = store.ledger_checkpoints(scene.tenant)
+    # Named for another ledger; and a new key under this ledger's own name,
+    # which would sign checkpoints no kept verifier key accepts.
+    for origin in ("other.test", ORIGIN):
+        key_file = scene.kept.parent / f"{origin}.key"
+        write_key_file(key_file, Signer.generate(origin))
+        monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
+        with pytest.raises(SigningKeyError, match="wrong ledger key"):
+            seal(scene.url, scene.keyring())
+    assert store.ledger_checkpoints(scene.tenant) == before
+    store.close()
