@@ -4,15 +4,18 @@
 sequencer round (`journal.sql_log`), reads, and when there is nothing new
 waits to be woken (PostgreSQL: a round's ``NOTIFY`` on `LOG_CHANNEL`) or for
 the next poll. Whatever wakes it, it catches up by reading, so a lost
-notification only delays it by `POLL_SECONDS`.
+notification only delays it by `POLL_SECONDS`, and a lost ``LISTEN``
+connection is replaced (`_Listener`) without missing or repeating anything.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from journal.errors import TransientStoreError
 from journal.log import LogEntry
 from journal.store import Store
 
@@ -23,6 +26,11 @@ POLL_SECONDS = 0.05
 #: The channel a PostgreSQL round notifies.
 LOG_CHANNEL = "journal_log"
 PAGE = 500
+#: New connections a lost LISTEN connection is replaced with, at most, when
+#: each is lost again before its LISTEN answered.
+_LISTEN_TRIES = 3
+
+log = logging.getLogger("journal.follow")
 
 
 class Waiter:
@@ -30,6 +38,8 @@ class Waiter:
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
+        #: How many times a lost connection was replaced (PostgreSQL).
+        self.reconnects = 0
 
     def wait(self, timeout: float) -> None:
         """Return after `timeout` seconds, or earlier when woken or stopped."""
@@ -45,22 +55,63 @@ class _Listener(Waiter):
 
     The connection comes from `PostgresStore.dedicated_connection` (outside
     the pool, opened with the store's retry policy, the journal's own URL
-    parameters removed before libpq sees them).
+    parameters removed before libpq sees them). When it is lost (the server
+    restarted, ``pg_terminate_backend``, a network cut), the next wait opens
+    a new one and LISTENs again, then returns at once so that the follower
+    catches up by reading: nothing committed meanwhile is missed, and since
+    it reads above the last position it delivered, nothing comes twice.
+    Opening is retried with backoff; when every try failed, the
+    `TransientStoreError` ends the follower.
     """
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, connect: Callable[[], Any]) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._conn: Any = conn
-        self._conn.execute(f"LISTEN {LOG_CHANNEL}")
+        self._connect = connect
+        self._conn: Any = self._listen()
+
+    def _listen(self) -> Any:
+        """A new connection that LISTENs (a connection lost before its LISTEN
+        answered is replaced too, a bounded number of times)."""
+        import psycopg
+
+        for attempt in range(1, _LISTEN_TRIES + 1):
+            conn = self._connect()  # TransientStoreError once every try failed
+            try:
+                conn.execute(f"LISTEN {LOG_CHANNEL}")
+            except psycopg.Error as error:
+                conn.close()
+                if attempt == _LISTEN_TRIES:
+                    raise TransientStoreError(
+                        f"LISTEN {LOG_CHANNEL} failed on {attempt} new "
+                        f"connections: {' '.join(str(error).split())}"
+                    ) from error
+                continue
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def wait(self, timeout: float) -> None:
+        import psycopg
+
         with self._lock:
-            if self._conn is not None:
-                for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                    break
+            if self.stopping.is_set():
                 return
-        super().wait(timeout)
+            if self._conn is not None:
+                try:
+                    for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                        break
+                    return
+                except psycopg.Error as error:
+                    log.warning(
+                        "the LISTEN connection was lost (%s); reconnecting",
+                        " ".join(str(error).split()),
+                    )
+                    self._conn.close()
+                    self._conn = None
+            # Reopened before returning: the caller's catch-up read then
+            # happens while LISTENing, so a round after it wakes us.
+            self._conn = self._listen()
+            self.reconnects += 1
 
     def close(self) -> None:
         super().close()
@@ -74,7 +125,7 @@ def waiter_for(store: Store) -> Waiter:
     """A waiter that PostgreSQL rounds wake, or a plain poll elsewhere."""
     dedicated_connection = getattr(store, "dedicated_connection", None)
     if dedicated_connection is not None:  # PostgreSQL
-        return _Listener(dedicated_connection())
+        return _Listener(dedicated_connection)
     return Waiter()
 
 

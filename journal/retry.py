@@ -5,8 +5,9 @@ Only what is safe to repeat is ever repeated:
 * `retry_call` repeats an operation that failed with a `TransientStoreError`
   (the connection failed before anything was committed) or, for reads and
   other idempotent operations, a `CommitUnknownError`. Reads, snapshot and
-  schema upserts and opening a ``LISTEN`` connection
-  (`PostgresStore.dedicated_connection`) go through it.
+  schema upserts, the log's sequencer rounds (`journal.sql_log`) and opening
+  a ``LISTEN`` connection (`PostgresStore.dedicated_connection`) go through
+  it.
 * `append_with_retry` is the one path for appends. An append that failed
   before COMMIT is repeated; an append whose COMMIT outcome is unknown (the
   connection was lost while committing) is first resolved against the

@@ -20,6 +20,12 @@ different executions share no lock; a round never locks an execution.
 
 ``journal_log`` holds one row per numbered range: ``position`` (the first
 position), the execution's key and the range of sequence numbers.
+
+Reads, and rounds (a round commits whole or not at all, and one repeated
+after an unknown outcome numbers what is left), are `journal.retry.retried`
+after a transient failure, so a follower outlives a dropped connection; a
+tracking record is not (repeated after an unknown outcome, it would refuse
+its own position).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from journal.errors import ConflictError
 from journal.log import LogEntry
 from journal.packing import unpack
+from journal.retry import RetryPolicy, retried
 
 
 def log_ddl(key_type: str) -> tuple[str, ...]:
@@ -82,6 +89,8 @@ _ENTRIES = (
 class SQLLog:
     """The log methods of `journal.sqlstore.SQLStore`."""
 
+    retry_policy: RetryPolicy
+
     def _transaction(self, write: bool) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
@@ -106,6 +115,7 @@ class SQLLog:
             (key, head_seq),
         )
 
+    @retried
     def sequence_log(self, *, wait: bool = False) -> int:
         """Number what has committed since the last round; return how many.
 
@@ -180,6 +190,7 @@ class SQLLog:
             cur.execute("SELECT 1 FROM journal_log_marks LIMIT 1")
             return cur.fetchone() is not None
 
+    @retried
     def read_log(
         self,
         after: int,
@@ -209,6 +220,7 @@ class SQLLog:
             fetched = cur.fetchall()
         return [_entry(row) for row in fetched]
 
+    @retried
     def max_position(self) -> int | None:
         """The largest position handed out, or None before the first."""
         with self._transaction(write=False) as cur:
@@ -216,6 +228,7 @@ class SQLLog:
             found = cur.fetchone()
         return None if found is None else int(found[0])
 
+    @retried
     def position_of(self, execution_id: str, seq: int) -> int | None:
         """The position of one event, if it has been numbered."""
         with self._transaction(write=False) as cur:
@@ -253,6 +266,7 @@ class SQLLog:
                 f"{application_name} has already processed past {notification_id}"
             )
 
+    @retried
     def max_tracking_id(self, application_name: str) -> int | None:
         """The largest position `application_name` recorded, or None."""
         with self._transaction(write=False) as cur:

@@ -10,7 +10,9 @@ it cuts that connection (both sides), either before forwarding the commit
 (the server rolls back) or after the server has answered it and is idle
 again (the server committed; the client never hears so). Use
 ``sslmode=disable`` and ``gssencmode=disable`` in the client's URL so that
-the stream is readable.
+the stream is readable. `cut_next_listens` cuts connections as they send
+``LISTEN``. `pause` plays a server that went away (every connection cut,
+new ones refused) until `resume`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._armed: str | None = None  # "before" or "after"
         self._holding_for = ""  # what the held answer ends
+        self._listen_cuts = 0
         self._links: list[_Link] = []
         self.cuts: list[str] = []  # what was done, in order
         self._stopped = threading.Event()
@@ -63,6 +66,19 @@ class FaultProxy:
         with self._lock:
             self._armed = when
 
+    def cut_next_listens(self, count: int) -> None:
+        """Cut each of the next `count` connections that send ``LISTEN``,
+        before forwarding it."""
+        with self._lock:
+            self._listen_cuts = count
+
+    def _take_listen_cut(self) -> bool:
+        with self._lock:
+            if self._listen_cuts == 0:
+                return False
+            self._listen_cuts -= 1
+            return True
+
     def cut_all(self) -> int:
         """Close every open connection at once; return how many."""
         with self._lock:
@@ -71,15 +87,34 @@ class FaultProxy:
             link.close()
         return len(links)
 
-    def close(self) -> None:
-        self._stopped.set()
-        self._listener.close()
+    def pause(self) -> None:
+        """Play a server that went away: cut every connection and refuse new
+        ones (nothing listens on the port) until `resume`."""
+        self._close_listener()
         self.cut_all()
 
+    def resume(self) -> None:
+        """Accept connections on the same port again."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._close_listener()
+        self.cut_all()
+
+    def _close_listener(self) -> None:
+        # shutdown wakes the accepting thread: close alone leaves it blocked
+        # in accept(), and the port listening, on Linux.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
     def _accept(self) -> None:
+        listener = self._listener
         while not self._stopped.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
@@ -107,6 +142,14 @@ class FaultProxy:
             pending: str | None = None  # a cut waiting for the Parse's Sync
             while True:
                 kind, message = reader.typed()
+                if (
+                    kind in (b"Q", b"P")
+                    and _statement(message).startswith(b"LISTEN")
+                    and self._take_listen_cut()
+                ):
+                    self.cuts.append("before LISTEN")
+                    link.close()
+                    return
                 ends = _ends_transaction(message) if kind in (b"Q", b"P") else ""
                 if ends:
                     pending = self._take_armed()
@@ -142,6 +185,16 @@ class FaultProxy:
         except OSError:
             pass
         link.close()
+
+
+def _statement(message: bytes) -> bytes:
+    """The SQL of a Query or Parse message, upper case, stripped."""
+    # Q: type, length, query text. P: type, length, statement name, query.
+    body = message[5:]
+    if message[:1] == b"P":
+        body = body.split(b"\x00", 1)[1] if b"\x00" in body else body
+        body = body.split(b"\x00", 1)[0]
+    return body.strip(b"\x00 ;\n").upper()
 
 
 def _ends_transaction(message: bytes) -> str:

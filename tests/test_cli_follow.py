@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import json
-import queue
-import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import journal
 from tests.cli_support import journal_script, script_env
 from tests.conftest import new_tenant
-
-TIMEOUT = 60.0
-
-
-class Follower:
-    """``journal follow`` running in a subprocess, its lines in a queue."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [journal_script(), "follow", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=script_env(),
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def take(self, count: int) -> list[dict[str, Any]]:
-        return [json.loads(self.lines.get(timeout=TIMEOUT)) for _ in range(count)]
-
-    def interrupt(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=TIMEOUT)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=TIMEOUT)
-        self.reader.join(timeout=TIMEOUT)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+from tests.followers import TIMEOUT, Follower
 
 
 @pytest.fixture
@@ -86,7 +44,7 @@ def test_follow_streams_a_tenants_events_verbatim_and_waits_for_new_ones(
     tenant, other = new_tenant(), new_tenant()
     first, payloads = record(url, tenant)
     record(url, other)
-    follower = Follower("--db", url, "--tenant", tenant)
+    follower = Follower("follow", "--db", url, "--tenant", tenant)
     follow.append(follower)
     lines = follower.take(len(payloads))
     assert [(line["execution_id"], line["seq"]) for line in lines] == [
@@ -114,12 +72,12 @@ def test_follow_from_a_position_resumes_after_it_and_all_tenants_sees_everyone(
     tenant, other = new_tenant(), new_tenant()
     _, mine = record(url, tenant)
     _, theirs = record(url, other)
-    everyone = Follower("--db", url, "--all-tenants")
+    everyone = Follower("follow", "--db", url, "--all-tenants")
     follow.append(everyone)
     lines = everyone.take(len(mine) + len(theirs))
     assert {line["tenant"] for line in lines} == {tenant, other}
     assert [line["position"] for line in lines] == list(range(1, len(lines) + 1))
-    resumed = Follower("--db", url, "--all-tenants", "--from", "3")
+    resumed = Follower("follow", "--db", url, "--all-tenants", "--from", "3")
     follow.append(resumed)
     again = resumed.take(len(lines) - 3)
     assert [line["position"] for line in again] == list(range(4, len(lines) + 1))
