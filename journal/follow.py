@@ -6,6 +6,7 @@ waits to be woken (PostgreSQL: a round's ``NOTIFY`` on `LOG_CHANNEL`) or for
 the next poll. Whatever wakes it, it catches up by reading, so a lost
 notification only delays it by `POLL_SECONDS`, and a lost ``LISTEN``
 connection is replaced (`_Listener`) without missing or repeating anything.
+On a read-only store it numbers nothing and ends at what is numbered.
 """
 
 from __future__ import annotations
@@ -136,14 +137,31 @@ def follow_log(
     tenant_id: str | None = None,
     journal_only: bool = True,
     waiter: Waiter | None = None,
+    wait: bool = True,
 ) -> Iterator[LogEntry]:
     """Yield the log's entries above `after`, waiting for new ones until the
     waiter is closed (of one tenant or all; the journal's own events only,
-    unless `journal_only` is False)."""
-    waiter = waiter or waiter_for(store)
+    unless `journal_only` is False).
+
+    Without `wait` it runs one round, waiting for a running one, so that
+    everything committed before the call is numbered, and ends once it has
+    yielded everything numbered. On a read-only store it runs no round (a
+    round writes): it yields what earlier rounds numbered and ends there,
+    since such a store cannot change while it is open
+    (`LogStore.unnumbered` counts what it left out).
+    """
+    waiting = wait and not store.read_only
+    if waiting:
+        waiter = waiter or waiter_for(store)
+    elif waiter is not None:
+        waiter.close()
+        waiter = None
+    if not waiting and not store.read_only:
+        store.sequence_log(wait=True)
     try:
-        while not waiter.stopping.is_set():
-            store.sequence_log()
+        while waiter is None or not waiter.stopping.is_set():
+            if waiting:
+                store.sequence_log()
             entries = store.read_log(
                 after, PAGE, tenant_id=tenant_id, journal_only=journal_only
             )
@@ -151,6 +169,9 @@ def follow_log(
             if entries:
                 after = entries[-1].position
             if len(entries) < PAGE:
+                if waiter is None:
+                    return
                 waiter.wait(POLL_SECONDS)
     finally:
-        waiter.close()
+        if waiter is not None:
+            waiter.close()

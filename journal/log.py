@@ -38,8 +38,23 @@ class LogEntry(NamedTuple):
 class LogStore:
     """The log and tracking methods every store provides."""
 
+    #: Opened read-only (a write-protected SQLite file): the store cannot
+    #: change while it is open, and no round may run on it, so followers read
+    #: what is numbered and stop there.
+    read_only: bool = False
+
     def sequence_log(self, *, wait: bool = False) -> int:
         """Give positions to what has committed since; return how many.
+
+        Stores that number events as they are written return 0.
+        """
+        return 0
+
+    def unnumbered(
+        self, *, tenant_id: str | None = None, journal_only: bool = False
+    ) -> int:
+        """How many committed events no round has numbered yet (of one tenant
+        or all; the journal's own only when `journal_only`).
 
         Stores that number events as they are written return 0.
         """

@@ -75,6 +75,13 @@ _LAST_POSITION = (
     "SELECT position + last_seq - first_seq FROM journal_log "
     "ORDER BY position DESC LIMIT 1"
 )
+_UNNUMBERED = (
+    "SELECT count(*) FROM journal_log_marks m "
+    "JOIN journal_executions x ON x.exec_key = m.exec_key "
+    "LEFT JOIN journal_log_heads h ON h.exec_key = m.exec_key "
+    "JOIN journal_events e ON e.exec_key = m.exec_key "
+    "AND e.seq > coalesce(h.logged_seq, -1) AND e.seq <= m.head_seq WHERE 1 = 1"
+)
 _ENTRIES = (
     "SELECT l.position + e.seq - l.first_seq AS pos, x.tenant_id, x.execution_id, "
     "e.seq, e.topic, e.payload, e.hash FROM journal_log l "
@@ -189,6 +196,24 @@ class SQLLog:
         with self._transaction(write=False) as cur:
             cur.execute("SELECT 1 FROM journal_log_marks LIMIT 1")
             return cur.fetchone() is not None
+
+    @retried
+    def unnumbered(
+        self, *, tenant_id: str | None = None, journal_only: bool = False
+    ) -> int:
+        """How many committed events the next round would number (see
+        `journal.log.LogStore.unnumbered`); reads only."""
+        sql = _UNNUMBERED
+        params: list[Any] = []
+        if tenant_id is not None:
+            sql += " AND x.tenant_id = ?"
+            params.append(tenant_id)
+        if journal_only:
+            sql += " AND e.topic IS NULL"
+        with self._transaction(write=False) as cur:
+            cur.execute(self._q(sql), params)
+            found = cur.fetchone()
+        return int(found[0])
 
     @retried
     def read_log(

@@ -173,6 +173,7 @@ class SQLiteStore(SQLStore):
         target: str | Path = self.path
         if not create and not _writable(self.path):
             target, self._copy_dir = read_only_target(self.path)
+            self.read_only = True
         try:
             self._conn = sqlite3.connect(
                 target,

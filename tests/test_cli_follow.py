@@ -97,3 +97,27 @@ def test_follow_with_a_negative_position_is_a_usage_error(tmp_path: Path) -> Non
     )
     assert done.returncode == 2
     assert "--from" in done.stderr
+
+
+def test_follow_no_wait_streams_what_committed_and_exits_0(
+    sql_backend: str, tmp_path: Path
+) -> None:
+    from tests.conftest import backend_url
+
+    url = backend_url(sql_backend, tmp_path)
+    tenant = new_tenant()
+    first, payloads = record(url, tenant)
+    done = subprocess.run(
+        [journal_script(), "follow", "--no-wait", "--db", url, "--tenant", tenant],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["execution_id"], line["seq"]) for line in lines] == [
+        (first, seq) for seq in range(1, len(payloads) + 1)
+    ]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import journal
+from journal.follow import follow_log
 from journal.log import LogEntry
 from journal.persistence import JournalNotification, LogRecorder
 from journal.store import Store
@@ -92,6 +93,27 @@ def test_a_follower_reads_only_its_tenant_and_only_journal_events(
         entries = store.read_log(0, 1000, tenant_id=tenant, journal_only=True)
         assert {e.execution_id for e in entries} == {mine}
         assert all(e.topic is None for e in entries)
+
+
+def test_follow_without_waiting_numbers_what_committed_and_ends(
+    store_url: str,
+) -> None:
+    tenant, other = new_tenant(), new_tenant()
+    with journal.open(store_url, tenant=tenant) as j:
+        store = j.store
+        follow_all(store)
+        before = store.max_position() or 0
+        mine = record_steps(j, 1)
+        record_steps(j.with_tenant(other), 2)
+        events = len(store.load_rows(mine, tenant))
+        # The memory store numbers as it writes; the SQL ones in rounds.
+        waiting = 0 if store_url.startswith("memory:") else events
+        assert store.unnumbered(tenant_id=tenant, journal_only=True) == waiting
+        entries = list(follow_log(store, before, tenant_id=tenant, wait=False))
+        assert [(e.execution_id, e.seq) for e in entries] == [
+            (mine, seq) for seq in range(1, events + 1)
+        ]
+        assert store.unnumbered(tenant_id=tenant) == 0
 
 
 @pytest.mark.postgres

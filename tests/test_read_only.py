@@ -179,3 +179,47 @@ def test_every_read_command_works_on_protected_evidence_and_creates_nothing(
     for command, (code, output) in zip(commands, json.loads(ran.stdout), strict=True):
         assert code == 0, (command, output)
     assert snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    ("mode", "with_wal"),
+    [("file", False), ("directory", True), ("copy", True)],
+    ids=["file, no WAL", "directory, WAL", "copy, WAL"],
+)
+def test_follow_on_protected_evidence_streams_what_is_numbered_and_ends(
+    evidence: Path, mode: str, with_wal: bool
+) -> None:
+    store = evidence / "store"
+    store.mkdir()
+    path = store / "journal.db"
+    with journal.open(f"sqlite:///{path}") as journal_:
+        handle = journal_.create(flow="numbered")
+        handle.start()
+        handle.complete(1)
+        assert journal_.store.sequence_log() == 3  # a round numbered these
+    # These wait for the next round: two executions of three events, and one
+    # of one event left in the WAL (not opened here: closing would fold it in).
+    executions = make_store(store, with_wal=with_wal)
+    total = 3 + 2 * 3 + (executions - 2)
+    assert (store / "journal.db-wal").exists() == with_wal
+    protect(store, mode)
+    before = snapshot(store)
+    followed = as_nobody(JOURNAL, "follow", "--db", str(path), cwd=evidence)
+    assert followed.returncode == 0, followed.stderr
+    lines = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert [line["position"] for line in lines] == [1, 2, 3]
+    assert {line["execution_id"] for line in lines} == {str(handle.id)}
+    assert followed.stderr == (
+        f"journal: {total - 3} events are not numbered yet (the store is "
+        "read-only): `journal follow --no-wait` with write access numbers them\n"
+    )
+    assert snapshot(store) == before
+    # As the note says: with write access they are numbered, and streamed.
+    numbered = subprocess.run(
+        [JOURNAL, "follow", "--no-wait", "--db", str(path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert numbered.returncode == 0, numbered.stderr
+    assert numbered.stderr == ""
+    positions = [json.loads(line)["position"] for line in numbered.stdout.splitlines()]
+    assert positions == list(range(1, total + 1))
