@@ -99,6 +99,10 @@ def test_a_sealer_killed_at_random_moments_seals_every_head_once_per_round(
                 kill_one(how, sealer, watcher, probe, kills, chance)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; stderr: {errors.read_text()}") from exc
+            finally:
+                if sealer.poll() is None:  # the test failed: leave no sealer
+                    sealer.kill()
+                    sealer.wait()
     finally:
         writers.join()
         watcher.stop()
