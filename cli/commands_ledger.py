@@ -17,6 +17,7 @@ import click
 from cli.options import App, command
 
 if TYPE_CHECKING:
+    from journal.errors import StoreError
     from journal.signednote import Verifier
     from journal.sqlstore import SQLStore
 
@@ -69,7 +70,17 @@ def register(group: click.Group) -> None:
             target = store.max_position()
         finally:
             store.close()
-        report = run_sealer(app.settings.db, target, follow=follow)
+
+        def restarting(error: StoreError, delay: float) -> None:
+            click.echo(
+                f"journal seal: the store failed ({error}); resuming from the "
+                f"sealer's tracking record in {delay:.1f} s",
+                err=True,
+            )
+
+        report = run_sealer(
+            app.settings.db, target, follow=follow, on_restart=restarting
+        )
         for refusal in report.refused:
             click.echo(refusal, err=True)
         if app.out.json_mode:

@@ -55,6 +55,12 @@ class StoreBusyError(StoreError):
     exit_code = 12
 
 
+class StoreUnreachableError(StoreError):
+    """The store's server could not be reached when the store was opened
+    (exit 1 like any store error; a long-running follower that was already
+    running waits for it instead)."""
+
+
 class TransientStoreError(StoreError):
     """The connection failed before anything was committed (lost, reset,
     a deadlock or serialization failure): nothing was written, so the

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from journal.errors import StoreError
+from journal.errors import StoreError, StoreUnreachableError
 from journal.follow import LOG_CHANNEL
 from journal.keys import Keyring
 from journal.leases import Lease
@@ -82,7 +82,7 @@ class PostgresStore(SQLStore):
             self._pool.open(wait=True, timeout=self.settings["pool_timeout_s"])
         except PoolTimeout:
             self._pool.close()
-            raise StoreError(
+            raise StoreUnreachableError(
                 f"cannot reach PostgreSQL at {redact_url(self.url)}: "
                 f"{self._why_unreachable()}"
             ) from None

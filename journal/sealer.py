@@ -18,6 +18,9 @@ sealed head is reported in `Sealer.refused` and never sealed.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +30,27 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from journal.application import Journal
 from journal.chain import head_record
 from journal.checkpoint import Checkpoint, sign_checkpoint
-from journal.errors import JournalError, StoreError
+from journal.errors import (
+    CommitUnknownError,
+    JournalError,
+    StoreBusyError,
+    StoreError,
+    StoreUnreachableError,
+    TransientStoreError,
+)
 from journal.ledger import LedgerHead, check_ledger_key, load_signer, tenant_origin
 from journal.merkle import MerkleTree, leaf_hash
 from journal.persistence import JournalLog, LoggedEvent, StoreTrackingRecorder
+from journal.retry import RetryPolicy
 from journal.signednote import Signer
 from journal.sqlstore import SQLStore
 
 __all__ = ["LedgerView", "SealReport", "Sealer", "run_sealer", "sealer_runner"]
 
+
+log = logging.getLogger("journal.sealer")
+#: The failures after which `run_sealer` with `follow` starts a new runner.
+_RESTARTABLE = (TransientStoreError, CommitUnknownError, StoreBusyError)
 
 #: How long a one-shot seal waits for the sealer to reach its target.
 SEAL_TIMEOUT_S = 3600.0
@@ -166,9 +181,59 @@ def sealer_runner(url: str) -> ProjectionRunner[JournalLog, LedgerView]:
     )
 
 
-def run_sealer(url: str, target: int | None, *, follow: bool = False) -> SealReport:
+def run_sealer(
+    url: str,
+    target: int | None,
+    *,
+    follow: bool = False,
+    restart: RetryPolicy | None = None,
+    on_restart: Callable[[StoreError, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SealReport:
     """Run the sealer until it has sealed up to position `target` (or, with
     `follow`, until interrupted); return its report.
+
+    With `follow` it outlives the store going away: when the runner stops
+    on a failure the store may recover from (a lost connection, a commit
+    whose outcome is unknown, a busy store), a new runner resumes from the
+    sealer's tracking record, as after a crash, after a backoff (`restart`:
+    the default retry delays, 50 ms doubling to 2 s, with no limit on
+    tries). Each restart is told to `on_restart` (the failure and the wait;
+    by default a warning on the ``journal.sealer`` logger). Any other error
+    ends it.
+    """
+    if not follow:
+        return _run_once(url, target, follow=False, report=SealReport())
+    policy = restart or RetryPolicy()
+    report = SealReport()
+    failures = 0
+    while True:
+        try:
+            return _run_once(url, None, follow=True, report=report)
+        except StoreError as error:
+            # Unreachable: while it is away, not when it never answered.
+            away = isinstance(error, StoreUnreachableError) and failures > 0
+            if not (isinstance(error, _RESTARTABLE) or away):
+                raise
+            failures += 1
+            delay = policy.delay(failures)
+            (on_restart or _log_restart)(error, delay)
+            sleep(delay)
+
+
+def _log_restart(error: StoreError, delay: float) -> None:
+    log.warning(
+        "sealer stopped (%s); resuming from its tracking record in %.1f s",
+        error,
+        delay,
+    )
+
+
+def _run_once(
+    url: str, target: int | None, *, follow: bool, report: SealReport
+) -> SealReport:
+    """One runner; what its sealer did is added to `report`, even when it
+    stops on an error.
 
     The runner's view store is closed here: eventsourcing's runner closes
     the application it built, not the view's infrastructure.
@@ -180,8 +245,11 @@ def run_sealer(url: str, target: int | None, *, follow: bool = False) -> SealRep
                 runner.run_forever()
             elif target is not None:
                 runner.wait(target, timeout=SEAL_TIMEOUT_S)
-            sealer = runner.projection
-            assert isinstance(sealer, Sealer)
-            return sealer.report
     finally:
+        sealer = runner.projection
+        assert isinstance(sealer, Sealer)
+        report.rounds += sealer.report.rounds
+        report.leaves += sealer.report.leaves
+        report.refused.extend(sealer.report.refused)
         runner.view.store.close()
+    return report

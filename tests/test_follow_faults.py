@@ -37,9 +37,9 @@ from tests.followers import (
     terminate_listener,
     wait_for_listener,
 )
+from tests.ledger_checks import check_sealed
 from tests.pg_proxy import FaultProxy
 from tests.test_pg_faults import through, with_params
-from tests.test_sealer_kill import check_ledger
 
 pytestmark = pytest.mark.postgres
 
@@ -218,7 +218,7 @@ def test_journal_seal_follow_reconnects_after_its_listen_backend_is_terminated(
         assert sealer.interrupt() == 130
     finally:
         sealer.kill()
-    check_ledger(store, tenant, ids, signer)
+    check_sealed(store, tenant, ids, signer)
     store.close()
 
 
