@@ -74,9 +74,13 @@ _FIXED_PARAMS = (
     ("lease_token", "BIGINT"),
     ("lease_owner", "TEXT"),
     ("refuse_if_signed", "BOOLEAN"),
-    ("seqs", "BIGINT[]"),
-    ("payloads", "BYTEA[]"),
-    ("hashes", "BYTEA[]"),
+    # The rows follow the expected head, numbered from it: the first alone
+    # (most appends are one event, and arrays cost the client twice what
+    # scalars do to send), any more as arrays.
+    ("payload", "BYTEA"),
+    ("hash", "BYTEA"),
+    ("more_payloads", "BYTEA[]"),
+    ("more_hashes", "BYTEA[]"),
 )
 _PARAMS = _FIXED_PARAMS + _ROW_PARAMS
 
@@ -108,8 +112,13 @@ BEGIN
         RETURN 'signed';
     END IF;
     INSERT INTO journal_events (exec_key, seq, topic, payload, hash)
-        SELECT p_key, s, NULL, p, h
-        FROM unnest(p_seqs, p_payloads, p_hashes) AS u(s, p, h);
+        VALUES (p_key, p_expected_seq + 1, NULL, p_payload, p_hash);
+    IF p_more_payloads IS NOT NULL THEN
+        INSERT INTO journal_events (exec_key, seq, topic, payload, hash)
+            SELECT p_key, p_expected_seq + 1 + n, NULL, p, h
+            FROM unnest(p_more_payloads, p_more_hashes) WITH ORDINALITY
+                AS u(p, h, n);
+    END IF;
     UPDATE journal_executions SET
         {", ".join(f"{name} = p_{name}" for name, _ in _ROW_PARAMS)}
         WHERE exec_key = p_key;
@@ -189,6 +198,7 @@ def plan_call(
     )
     if new.key_id is not None and not signed_seen:
         return None  # the ordinary path records that the store is signed
+    packed = [pack(r.payload, json=True) for r in rows]  # ours: compact JSON
     params: list[Any] = [
         key,
         None if lease is None else lease.execution_id,
@@ -197,9 +207,10 @@ def plan_call(
         None if lease is None else lease.token,
         None if lease is None else lease.owner,
         refuse_if_signed,
-        [r.seq for r in rows],
-        [pack(r.payload, json=True) for r in rows],  # our events: compact JSON
-        [r.hash for r in rows],
+        packed[0],
+        rows[0].hash,
+        packed[1:] or None,
+        [r.hash for r in rows[1:]] or None,
         *row_params(new),
     ]
     return new, params

@@ -13,11 +13,14 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
 import journal
+from journal import events as ev
 from journal.errors import ConflictError, SigningKeyError
+from journal.ids import new_step_id
 from journal.keys import Keyring, SigningKey
 from journal.urls import open_store
 from tests.conftest import in_schema, isolated_url, new_tenant, server_url
@@ -121,3 +124,44 @@ def test_a_store_made_before_the_function_gets_it_or_appends_without_it(
         handle.start()
         handle.complete("done")
         assert owner.verify(handle.id)[0] == 3
+
+
+def test_a_batch_of_events_in_one_call_is_stored_as_a_transaction_stores_it(
+    url: str,
+) -> None:
+    """One event travels as scalars, the rest as arrays numbered from the
+    head: the rows must be those the transaction path stores for the same
+    events (payload bytes, links, sequence numbers), and verify."""
+    tenant = new_tenant()
+    now = journal.utc_now()
+    events: list[ev.Event] = []
+    for index in range(5):
+        step_id = new_step_id()
+        events.append(
+            ev.StepStarted(at=now, step_id=step_id, step_type="ToolNode",
+                           name="fetch", callable_id="t.fetch",
+                           input=msgspec.Raw(b'{"i":%d}' % index))
+        )  # fmt: skip
+        events.append(
+            ev.StepCompleted(at=now, step_id=step_id, output=msgspec.Raw(b"%d" % index))
+        )
+    with journal.open(url, tenant=tenant) as j:
+        one_call = j.create(flow="batch")
+        one_call.start()  # remembered: the next append is one call
+        one_call.record(*events)
+        by_transaction = j.create(flow="batch")
+        by_transaction.start()
+    # A fresh store knows no head: its append is the transaction path.
+    with journal.open(url, tenant=tenant) as other:
+        handle = other.handle(by_transaction.id)
+        handle.record(*events)
+        for execution_id in (one_call.id, by_transaction.id):
+            assert other.verify(execution_id)[0] == 12
+        rows = {
+            execution_id: other.store.load_rows(execution_id, tenant)
+            for execution_id in (one_call.id, by_transaction.id)
+        }
+    called, transacted = rows[one_call.id], rows[by_transaction.id]
+    assert [r.seq for r in called] == list(range(1, 13))
+    # Same events after the same kind of head: the same payloads from seq 3.
+    assert [r.payload for r in called[2:]] == [r.payload for r in transacted[2:]]
