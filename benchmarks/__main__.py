@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ours
+from benchmarks import bench_flows, ours
 from benchmarks.anchors import available
 from benchmarks.ledger import bench_ledger
 
@@ -204,7 +204,7 @@ def bench_replay(
             with journal.open(url) as j:
                 async_id = ours.record_async_flow(j, n)
                 mine_async = ours.replay_in_process(
-                    j, async_id, repeat, ours.bench_async_flow
+                    j, async_id, repeat, bench_flows.async_flow
                 )
             entry["async_s"] = mine_async
             table.add(

@@ -126,10 +126,22 @@ def follower_lag(url: str, writers: int, steps: int) -> dict[str, float]:
 
 
 def writers_ratio(url: str, events: int) -> dict[str, float]:
-    """Appends per second of 1 and of 4 writers, one execution each."""
-    one = ours.concurrent_writers(url, 1, events)
-    four = ours.concurrent_writers(url, 4, events)
-    return {"one": one, "four": four, "ratio": four / one}
+    """Appends per second of 1 and of 4 writers, one execution each, and
+    what each append cost in CPU (writers and server, from the cores busy
+    during the run): equal costs mean the writers did not contend, so the
+    rate is what the cores allow."""
+    busy: list[float] = []
+    one = ours.concurrent_writers(url, 1, events, busy=busy)
+    four = ours.concurrent_writers(url, 4, events, busy=busy)
+    return {
+        "one": one,
+        "four": four,
+        "ratio": four / one,
+        "cores_busy_one": busy[0],
+        "cores_busy_four": busy[1],
+        "cpu_ms_per_append_one": busy[0] / one * 1000,
+        "cpu_ms_per_append_four": busy[1] / four * 1000,
+    }
 
 
 def log_bytes(tmp: Path, steps: int) -> dict[str, float]:
@@ -232,6 +244,15 @@ def bench_ledger(
         ratio["ratio"],
         "≥ 2.5x",
         ratio["ratio"] >= 2.5,
+    )
+    add(
+        "  CPU per append (writers + server), 4 writers / 1",
+        f"1: {ratio['cpu_ms_per_append_one']:.2f} ms "
+        f"({ratio['cores_busy_one']:.2f} cores busy), "
+        f"4: {ratio['cpu_ms_per_append_four']:.2f} ms "
+        f"({ratio['cores_busy_four']:.2f} cores busy)",
+        "1 writer",
+        ratio["cpu_ms_per_append_four"] / ratio["cpu_ms_per_append_one"],
     )
     add(
         "follower lag under 8 writers (PostgreSQL)",

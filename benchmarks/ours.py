@@ -206,11 +206,13 @@ def _writer(url: str, tenant: str, n_events: int, barrier: Any, out: Any) -> Non
         out.put((handle.state.version - 2, time.perf_counter() - t0))
 
 
-def concurrent_writers(url: str, writers: int, n_events: int) -> float:
+def concurrent_writers(
+    url: str, writers: int, n_events: int, *, busy: list[float] | None = None
+) -> float:
     """Total single-event appends per second, `writers` processes, one
-    execution each, all started together."""
+    execution each, all started together (`busy`: see `run_together`)."""
     tenant = f"tenant_bench{os.getpid()}"
-    results = run_together(_writer, (url, tenant, n_events), writers)
+    results = run_together(_writer, (url, tenant, n_events), writers, busy=busy)
     events = sum(count for count, _ in results)
     rate: float = events / max(seconds for _, seconds in results)
     return rate
