@@ -97,6 +97,8 @@ class Sealer(Projection[LedgerView]):
             view.store.close()
             raise
         self.report = SealReport()
+        # Each tenant's tree as this sealer last left it (see `_tree`).
+        self._trees: dict[str, MerkleTree] = {}
         self._changed: dict[str, str] = {}
         self._round_end: int | None = None
 
@@ -118,10 +120,9 @@ class Sealer(Projection[LedgerView]):
             if found is not None:
                 new.setdefault(tenant_id, []).append(found)
         leaves, checkpoints = [], []
+        trees: dict[str, MerkleTree] = {}
         for tenant_id, items in sorted(new.items()):
-            tree = MerkleTree(
-                [leaf_hash(x) for x in self.store.ledger_leaves(tenant_id)]
-            )
+            tree = trees[tenant_id] = self._tree(tenant_id)
             for head, leaf, before in items:
                 head = LedgerHead(
                     tenant_id,
@@ -139,8 +140,20 @@ class Sealer(Projection[LedgerView]):
             checkpoints.append((tenant_id, tree.size, checkpoint.root, note))
         key = self.view.tracking_key(tracking.application_name)
         self.store.seal_round(leaves, checkpoints, (key, tracking.notification_id))
+        self._trees.update(trees)  # a round not stored fails `_tree`'s check
         self.report.rounds += 1
         self.report.leaves += len(leaves)
+
+    def _tree(self, tenant_id: str) -> MerkleTree:
+        """The tenant's tree: the one this sealer left, if it still is the
+        latest checkpointed one (same size and root: no other sealer added
+        to it since), else rebuilt from the stored leaves. A round then
+        costs what it adds, not the whole ledger."""
+        kept = self._trees.get(tenant_id)
+        latest = self.store.latest_tree_head(tenant_id)
+        if kept is not None and latest == (kept.size, kept.root()):
+            return kept
+        return MerkleTree([leaf_hash(x) for x in self.store.ledger_leaves(tenant_id)])
 
     def _advanced(
         self, execution_id: str, tenant_id: str, before: LedgerHead | None

@@ -143,6 +143,19 @@ class SQLLedger:
             )
             return [(int(s), bytes(r), str(n)) for s, r, n in cur.fetchall()]
 
+    def latest_tree_head(self, tenant_id: str) -> tuple[int, bytes] | None:
+        """A tenant's latest checkpointed tree (size, root), or None."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._q(
+                    "SELECT tree_size, root FROM journal_ledger_checkpoints "
+                    "WHERE tenant_id = ? ORDER BY tree_size DESC LIMIT 1"
+                ),
+                (tenant_id,),
+            )
+            found = cur.fetchone()
+        return None if found is None else (int(found[0]), bytes(found[1]))
+
     def latest_checkpoint_note(self) -> str | None:
         """The signed note of the ledger's latest checkpoint (any tenant's
         largest tree), or None before the first seal."""
