@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.options import App, command
+
+if TYPE_CHECKING:
+    from journal.errors import StoreError
 
 
 def register(group: click.Group) -> None:
@@ -42,8 +46,24 @@ def register(group: click.Group) -> None:
         store = open_store(app.settings.db, create=False, keyring=app.keyring())
         tenant = None if all_tenants else app.settings.tenant
         out = sys.stdout
+        refused: list[StoreError] = []
+
+        def note_refused(error: StoreError) -> None:
+            refused.append(error)
+            click.echo(
+                "journal: this user may not number the log (read-only): "
+                "following what other followers and the sealer number",
+                err=True,
+            )
+
         try:
-            for entry in follow_log(store, after, tenant_id=tenant, wait=not no_wait):
+            for entry in follow_log(
+                store,
+                after,
+                tenant_id=tenant,
+                wait=not no_wait,
+                on_refused=note_refused,
+            ):
                 out.write(
                     f'{{"position":{entry.position},"tenant":"{entry.tenant_id}",'
                     f'"execution_id":"{entry.execution_id}","seq":{entry.seq},'
@@ -52,7 +72,7 @@ def register(group: click.Group) -> None:
                 out.write(entry.payload.decode())
                 out.write("}\n")
                 out.flush()
-            if store.read_only:
+            if store.read_only or refused:
                 _say_unnumbered(store.unnumbered(tenant_id=tenant, journal_only=True))
         finally:
             store.close()

@@ -55,6 +55,10 @@ class StoreBusyError(StoreError):
     exit_code = 12
 
 
+class StorePermissionError(StoreError):
+    """The store refused this user a statement (a read-only role writing)."""
+
+
 class StoreUnreachableError(StoreError):
     """The store's server could not be reached when the store was opened
     (exit 1 like any store error; a long-running follower that was already

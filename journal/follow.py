@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from journal.errors import TransientStoreError
+from journal.errors import StorePermissionError, TransientStoreError
 from journal.log import LogEntry
 from journal.store import Store
 
@@ -138,6 +138,7 @@ def follow_log(
     journal_only: bool = True,
     waiter: Waiter | None = None,
     wait: bool = True,
+    on_refused: Callable[[StorePermissionError], None] | None = None,
 ) -> Iterator[LogEntry]:
     """Yield the log's entries above `after`, waiting for new ones until the
     waiter is closed (of one tenant or all; the journal's own events only,
@@ -149,6 +150,10 @@ def follow_log(
     round writes): it yields what earlier rounds numbered and ends there,
     since such a store cannot change while it is open
     (`LogStore.unnumbered` counts what it left out).
+
+    A user the server refuses a round (a read-only PostgreSQL role) follows
+    what others' rounds number (followers, the sealer, subscriptions): the
+    refusal is handed to `on_refused` once and no round is tried again.
     """
     waiting = wait and not store.read_only
     if waiting:
@@ -156,12 +161,23 @@ def follow_log(
     elif waiter is not None:
         waiter.close()
         waiter = None
-    if not waiting and not store.read_only:
-        store.sequence_log(wait=True)
+    numbering = not store.read_only
+
+    def number(wait_for_round: bool) -> None:
+        nonlocal numbering
+        try:
+            store.sequence_log(wait=wait_for_round)
+        except StorePermissionError as refused:
+            numbering = False
+            if on_refused is not None:
+                on_refused(refused)
+
+    if not waiting and numbering:
+        number(True)
     try:
         while waiter is None or not waiter.stopping.is_set():
-            if waiting:
-                store.sequence_log()
+            if waiting and numbering:
+                number(False)
             entries = store.read_log(
                 after, PAGE, tenant_id=tenant_id, journal_only=journal_only
             )

@@ -43,6 +43,7 @@ from journal.errors import (
     JournalError,
     StoreBusyError,
     StoreError,
+    StorePermissionError,
     TransientStoreError,
 )
 from journal.retry import RETRY_SETTINGS, RetryPolicy
@@ -205,6 +206,8 @@ def translate(
             f"s (pool_max_size {settings['pool_max_size']:g}, pool_timeout_s): "
             "the server is unreachable or every connection is in use"
         )
+    if isinstance(error, errors.InsufficientPrivilege):
+        return StorePermissionError(f"PostgreSQL: {text}")
     if isinstance(error, errors.TransactionRollback):  # deadlock, serialization
         return TransientStoreError(f"PostgreSQL rolled the transaction back: {text}")
     if _connection_gone(error):
