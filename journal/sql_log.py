@@ -57,6 +57,13 @@ def log_ddl(key_type: str) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS journal_tracking ("
         "application_name TEXT PRIMARY KEY, "
         "notification_id BIGINT NOT NULL)",
+        # A store that had events before it had the log (a first-round store
+        # migrated, or one written before the log was added): every execution
+        # is marked at its head, so the next round numbers its whole history.
+        # Repeating it is harmless (a round skips what it already numbered).
+        "INSERT INTO journal_log_marks (exec_key, head_seq) "
+        "SELECT exec_key, head_seq FROM journal_executions WHERE 1 = 1 "
+        "ON CONFLICT (exec_key) DO NOTHING",
     )
 
 

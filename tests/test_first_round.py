@@ -4,6 +4,7 @@ writes until migrated, and migrates (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -85,6 +86,10 @@ def test_a_first_round_store_refuses_writes_until_migrated_then_migrates(
     refused = invoke("demo", "--db", url)
     assert refused.exit_code == 1, refused.output
     assert "journal migrate" in refused.output
+    unfollowed = invoke("follow", "--no-wait", "--all-tenants", "--db", url)
+    assert unfollowed.exit_code == 1, unfollowed.output
+    assert "no store-wide log to follow" in unfollowed.output
+    assert "journal migrate" in unfollowed.output
     migrated = invoke("migrate", "--db", url)
     assert migrated.exit_code == 0, migrated.output
     assert "from layout 1 to 2" in migrated.output
@@ -93,6 +98,11 @@ def test_a_first_round_store_refuses_writes_until_migrated_then_migrates(
     verified = invoke("verify", "--all", "--db", url)
     assert verified.exit_code == 0, verified.output
     assert f"{EXECUTIONS} verified, 0 broken" in verified.output
+    followed = invoke("follow", "--no-wait", "--all-tenants", "--db", url)
+    assert followed.exit_code == 0, followed.output
+    positions = [json.loads(line)["position"] for line in followed.stdout.splitlines()]
+    assert positions == list(range(1, len(positions) + 1))
+    assert positions
     written = invoke("demo", "--db", url)
     assert written.exit_code == 0, written.output
     after = invoke("verify", "--all", "--db", url)
