@@ -16,7 +16,6 @@ from journal.keys import Keyring
 from journal.leases import Lease, MemoryLeases
 from journal.log import MemoryLog
 from journal.store import (
-    Head,
     History,
     ListFilter,
     Row,
@@ -25,6 +24,7 @@ from journal.store import (
     Summary,
     advanced,
     generic_summary,
+    head_of,
     plan_append,
     plan_insert_stored,
     sign_imported,
@@ -79,7 +79,7 @@ class MemoryStore(MemoryLeases, MemoryLog, Store):
         with self._lock:
             self._fence(lease)
             existing = self._executions.get(summary.execution_id)
-            head = None if existing is None else _head_of(existing.summary)
+            head = None if existing is None else head_of(existing.summary)
             rows, new = plan_append(
                 self.keyring,
                 summary,
@@ -209,7 +209,7 @@ class MemoryStore(MemoryLeases, MemoryLog, Store):
             planned = []
             for execution_id, events in by_originator.items():
                 existing = self._executions.get(execution_id)
-                head = None if existing is None else _head_of(existing.summary)
+                head = None if existing is None else head_of(existing.summary)
                 rows = plan_insert_stored(
                     self.keyring, execution_id, tenant_id, head, events
                 )
@@ -243,18 +243,6 @@ class MemoryStore(MemoryLeases, MemoryLog, Store):
                 for row, topic in zip(found.rows, found.topics, strict=True)
                 if (gt is None or row.seq > gt) and (lte is None or row.seq <= lte)
             ]
-
-
-def _head_of(summary: Summary) -> Head:
-    return Head(
-        summary.tenant_id,
-        summary.alg,
-        summary.head_seq,
-        summary.head_hash,
-        summary.state,
-        summary.genesis,
-        summary.key_id,
-    )
 
 
 def _matches(summary: Summary, where: ListFilter) -> bool:

@@ -41,7 +41,7 @@ from typing import Any
 from journal.keys import Keyring
 from journal.leases import Lease
 from journal.packing import pack
-from journal.store import Head, Summary, plan_append
+from journal.store import Head, Summary, head_of, plan_append
 
 #: The function's parameters after the fixed ones: the index row's columns
 #: that an append may change, in `SQLStore._summary_params` order from
@@ -153,17 +153,8 @@ class HeadCache:
 
     def remember(self, key: int, summary: Summary) -> None:
         """The head `summary` (just stored) leaves, under index key `key`."""
-        head = Head(
-            summary.tenant_id,
-            summary.alg,
-            summary.head_seq,
-            summary.head_hash,
-            summary.state,
-            summary.genesis,
-            summary.key_id,
-        )
         with self._lock:
-            self._heads[summary.execution_id] = (key, head)
+            self._heads[summary.execution_id] = (key, head_of(summary))
             self._heads.move_to_end(summary.execution_id)
             while len(self._heads) > self._size:
                 self._heads.popitem(last=False)

@@ -166,6 +166,19 @@ class Head(NamedTuple):
     key_id: str | None = None
 
 
+def head_of(summary: Summary) -> Head:
+    """The head an index row records."""
+    return Head(
+        summary.tenant_id,
+        summary.alg,
+        summary.head_seq,
+        summary.head_hash,
+        summary.state,
+        summary.genesis,
+        summary.key_id,
+    )
+
+
 def default_genesis(summary: Summary, parent_head: tuple[int, bytes] | None) -> bytes:
     """The v2 genesis preimage of a new execution with no origin."""
     parent = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import time
 
 from journal.ledger import open_tenant_checkpoint
 from journal.merkle import MerkleTree, leaf_hash, verify_consistency
@@ -47,3 +49,25 @@ def check_sealed(store: SQLStore, tenant: str, ids: list[str], signer: Signer) -
         if 0 < size < tree.size:
             proof = tree.consistency_proof(size)
             verify_consistency(size, tree.size, root, latest.root, proof)
+
+
+def wait_until_sealed(
+    store: SQLStore,
+    tenant: str,
+    ids: list[str],
+    sealer: subprocess.Popen[str],
+    timeout: float,
+) -> None:
+    """Until the running `sealer` has sealed each of `ids` at its head now."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sealed = store.sealed_heads(tenant)
+        heads = [store.get_summary(i, tenant) for i in ids]
+        if all(
+            h is not None and i in sealed and sealed[i].head_seq == h.head_seq
+            for i, h in zip(ids, heads, strict=True)
+        ):
+            return
+        assert sealer.poll() is None, "the sealer ended"
+        assert time.monotonic() < deadline, "not sealed in time"
+        time.sleep(0.05)

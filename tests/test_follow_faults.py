@@ -37,7 +37,7 @@ from tests.followers import (
     terminate_listener,
     wait_for_listener,
 )
-from tests.ledger_checks import check_sealed
+from tests.ledger_checks import check_sealed, wait_until_sealed
 from tests.pg_proxy import FaultProxy
 from tests.test_pg_faults import through, with_params
 
@@ -191,29 +191,11 @@ def test_journal_seal_follow_reconnects_after_its_listen_backend_is_terminated(
     ids = [record(url, tenant)[0][0]]
     sealer = Follower("seal", "--follow", "--db", url, **{KEY_FILE_ENV: str(key_file)})
     try:
-
-        def sealed_up_to_date() -> bool:
-            sealed = store.sealed_heads(tenant)
-            for execution_id in ids:
-                summary = store.get_summary(execution_id, tenant)
-                assert summary is not None
-                head = sealed.get(execution_id)
-                if head is None or head.head_seq != summary.head_seq:
-                    return False
-            return True
-
-        def wait_until_sealed() -> None:
-            deadline = time.monotonic() + TIMEOUT
-            while not sealed_up_to_date():
-                assert sealer.process.poll() is None, "the sealer ended"
-                assert time.monotonic() < deadline, "not sealed in time"
-                time.sleep(0.05)
-
-        wait_until_sealed()
+        wait_until_sealed(store, tenant, ids, sealer.process, TIMEOUT)
         for _ in range(2):
             ended = terminate_listener(name)
             ids.append(record(url, tenant, steps=2)[0][0])
-            wait_until_sealed()
+            wait_until_sealed(store, tenant, ids, sealer.process, TIMEOUT)
             wait_for_listener(name, not_pid=ended)
         assert sealer.interrupt() == 130
     finally:

@@ -23,7 +23,7 @@ from journal.sqlstore import SQLStore
 from journal.urls import open_store
 from tests.conftest import new_tenant, own_postgres_url, require_postgres
 from tests.followers import TIMEOUT, Follower
-from tests.ledger_checks import check_sealed
+from tests.ledger_checks import check_sealed, wait_until_sealed
 from tests.pg_proxy import FaultProxy
 from tests.test_pg_faults import through, with_params
 
@@ -57,29 +57,15 @@ def test_seal_follow_resumes_after_the_server_was_away(tmp_path: Path) -> None:
     ids = [record(direct, tenant)]
     sealer = Follower("seal", "--follow", "--db", url, **{KEY_FILE_ENV: str(key_file)})
 
-    def wait_until_sealed() -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            sealed = store.sealed_heads(tenant)
-            heads = [store.get_summary(i, tenant) for i in ids]
-            if all(
-                h is not None and i in sealed and sealed[i].head_seq == h.head_seq
-                for i, h in zip(ids, heads, strict=True)
-            ):
-                return
-            assert sealer.process.poll() is None, "the sealer ended"
-            assert time.monotonic() < deadline, "not sealed in time"
-            time.sleep(0.05)
-
     try:
-        wait_until_sealed()
+        wait_until_sealed(store, tenant, ids, sealer.process, TIMEOUT)
         proxy.pause()  # the server goes away, longer than the retries last
         ids.append(record(direct, tenant))
         time.sleep(3)
         assert sealer.process.poll() is None, sealer.stderr()
         proxy.resume()
         ids.append(record(direct, tenant))
-        wait_until_sealed()
+        wait_until_sealed(store, tenant, ids, sealer.process, TIMEOUT)
         assert sealer.interrupt() == 130
         stderr = sealer.stderr()
     finally:
