@@ -6,11 +6,13 @@ import itertools
 import json
 import subprocess
 import time
+from pathlib import Path
 
-from journal.ledger import open_tenant_checkpoint
+from journal.ledger import open_tenant_checkpoint, write_key_file
 from journal.merkle import MerkleTree, leaf_hash, verify_consistency
 from journal.signednote import Signer
 from journal.sqlstore import SQLStore
+from journal.urls import open_store
 
 
 def check_sealed(store: SQLStore, tenant: str, ids: list[str], signer: Signer) -> None:
@@ -71,3 +73,17 @@ def wait_until_sealed(
         assert sealer.poll() is None, "the sealer ended"
         assert time.monotonic() < deadline, "not sealed in time"
         time.sleep(0.05)
+
+
+def ledger_store(
+    url: str, directory: Path, origin: str
+) -> tuple[SQLStore, Signer, Path]:
+    """The store at `url` with a ledger named `origin`, its signer, and the
+    signer's key file (in `directory`) for ``JOURNAL_LEDGER_KEY_FILE``."""
+    signer = Signer.generate(origin)
+    key_file = directory / "ledger.key"
+    write_key_file(key_file, signer)
+    store = open_store(url)
+    assert isinstance(store, SQLStore)
+    store.init_ledger(signer.name)
+    return store, signer, key_file

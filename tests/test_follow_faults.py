@@ -24,10 +24,8 @@ import pytest
 import journal
 from journal.errors import TransientStoreError
 from journal.follow import Waiter, follow_log, waiter_for
-from journal.ledger import KEY_FILE_ENV, write_key_file
+from journal.ledger import KEY_FILE_ENV
 from journal.log import LogEntry
-from journal.signednote import Signer
-from journal.sqlstore import SQLStore
 from journal.store import Store
 from journal.urls import open_store
 from tests.conftest import new_tenant, own_postgres_url, require_postgres
@@ -37,7 +35,7 @@ from tests.followers import (
     terminate_listener,
     wait_for_listener,
 )
-from tests.ledger_checks import check_sealed, wait_until_sealed
+from tests.ledger_checks import check_sealed, ledger_store, wait_until_sealed
 from tests.pg_proxy import FaultProxy
 from tests.test_pg_faults import through, with_params
 
@@ -181,12 +179,7 @@ def test_journal_seal_follow_reconnects_after_its_listen_backend_is_terminated(
 ) -> None:
     name = f"jt_seal_{time.monotonic_ns() % 10**8}"
     url = own_url(name)
-    signer = Signer.generate("ledger.reconnect")
-    key_file = tmp_path / "ledger.key"
-    write_key_file(key_file, signer)
-    store = open_store(url)
-    assert isinstance(store, SQLStore)
-    store.init_ledger(signer.name)
+    store, signer, key_file = ledger_store(url, tmp_path, "ledger.reconnect")
     tenant = new_tenant()
     ids = [record(url, tenant)[0][0]]
     sealer = Follower("seal", "--follow", "--db", url, **{KEY_FILE_ENV: str(key_file)})

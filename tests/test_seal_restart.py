@@ -17,13 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 
 import journal
-from journal.ledger import KEY_FILE_ENV, write_key_file
-from journal.signednote import Signer
-from journal.sqlstore import SQLStore
-from journal.urls import open_store
+from journal.ledger import KEY_FILE_ENV
 from tests.conftest import new_tenant, own_postgres_url, require_postgres
 from tests.followers import TIMEOUT, Follower
-from tests.ledger_checks import check_sealed, wait_until_sealed
+from tests.ledger_checks import check_sealed, ledger_store, wait_until_sealed
 from tests.pg_proxy import FaultProxy
 from tests.test_pg_faults import through, with_params
 
@@ -47,12 +44,7 @@ def test_seal_follow_resumes_after_the_server_was_away(tmp_path: Path) -> None:
     url = with_params(
         through(proxy, direct), retry_attempts=2, pool_timeout_s=1, retry_delay_ms=20
     )
-    signer = Signer.generate("ledger.restart")
-    key_file = tmp_path / "ledger.key"
-    write_key_file(key_file, signer)
-    store = open_store(direct)
-    assert isinstance(store, SQLStore)
-    store.init_ledger(signer.name)
+    store, signer, key_file = ledger_store(direct, tmp_path, "ledger.restart")
     tenant = new_tenant()
     ids = [record(direct, tenant)]
     sealer = Follower("seal", "--follow", "--db", url, **{KEY_FILE_ENV: str(key_file)})

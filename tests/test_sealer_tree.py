@@ -13,27 +13,19 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal.ledger import KEY_FILE_ENV, write_key_file
+from journal.ledger import KEY_FILE_ENV
 from journal.sealer import Sealer, sealer_runner
-from journal.signednote import Signer
-from journal.sqlstore import SQLStore
-from journal.urls import open_store
 from tests.conftest import isolated_url, new_tenant
-from tests.ledger_checks import check_sealed
+from tests.ledger_checks import check_sealed, ledger_store
 
 
 def test_a_running_sealer_reuses_its_tree_and_rebuilds_a_wrong_one(
     sql_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = isolated_url(sql_backend, tmp_path)
-    signer = Signer.generate("ledger.tree")
-    key_file = tmp_path / "ledger.key"
-    write_key_file(key_file, signer)
-    monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
     monkeypatch.delenv("JOURNAL_SIGNING_KEY", raising=False)
-    store = open_store(url)
-    assert isinstance(store, SQLStore)
-    store.init_ledger(signer.name)
+    store, signer, key_file = ledger_store(url, tmp_path, "ledger.tree")
+    monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
     tenant = new_tenant()
     ids: list[str] = []
 
