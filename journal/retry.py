@@ -83,7 +83,9 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """The wait before repeat number `retry` (from 1), with jitter."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
+        # The exponent is capped: a daemon's restarts (`seal --follow`) count
+        # on through a long outage, and 2.0 ** 1024 overflows.
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(retry - 1, 64))
         return ceiling * (0.5 + random.random() / 2)
 
     @classmethod
