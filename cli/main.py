@@ -7,6 +7,7 @@ imports the journal, the replayer and rich when it needs them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,22 @@ import click
 
 from cli.errors import FlowExitError, report
 from cli.options import GlobalFlags, global_options
+
+
+class _DriverLog(logging.Handler):
+    """The PostgreSQL driver's own log lines (the pool discarding a connection
+    the server dropped, which the store then replaces), on stderr only with
+    ``--debug``: a command reports what went wrong in its own one line. Having
+    a handler also keeps Python from printing them as a last resort."""
+
+    def __init__(self, flags: GlobalFlags) -> None:
+        super().__init__(logging.WARNING)
+        self.flags = flags
+        self.setFormatter(logging.Formatter("journal: debug: %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.flags.debug:
+            sys.stderr.write(self.format(record) + "\n")
 
 
 class JournalGroup(click.Group):
@@ -31,6 +48,8 @@ class JournalGroup(click.Group):
     ) -> int:
         flags = GlobalFlags()
         extra.setdefault("obj", flags)
+        driver_log = _DriverLog(flags)
+        logging.getLogger("psycopg").addHandler(driver_log)
         try:
             returned = super().main(
                 args, prog_name or "journal", complete_var, False, **extra
@@ -41,6 +60,8 @@ class JournalGroup(click.Group):
             code = quiet_broken_pipe()
         except (Exception, click.exceptions.Abort, KeyboardInterrupt) as exc:
             code = report(exc, debug=flags.debug, json_mode=flags.json)
+        finally:
+            logging.getLogger("psycopg").removeHandler(driver_log)
         if standalone_mode:
             sys.exit(code)
         return code

@@ -119,7 +119,7 @@ def _global_option_decorators(hidden: bool) -> tuple[Callable[[F], F], ...]:
         click.option(
             "--debug", is_flag=True, expose_value=False, hidden=hidden,
             callback=_remember,
-            help="Show tracebacks.",
+            help="Show tracebacks and the PostgreSQL driver's warnings.",
         ),
         click.option(
             "--allow-unsigned", is_flag=True, expose_value=False, hidden=hidden,

@@ -37,7 +37,7 @@ from tests.followers import (
 )
 from tests.ledger_checks import check_sealed, ledger_store, wait_until_sealed
 from tests.pg_proxy import FaultProxy
-from tests.test_pg_faults import through, with_params
+from tests.test_pg_faults import terminate, through, with_params
 
 pytestmark = pytest.mark.postgres
 
@@ -297,3 +297,34 @@ def test_a_listener_lost_again_as_it_listens_tries_a_bounded_number_of_times() -
         store.close()
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "--debug"])
+def test_a_pooled_connection_the_server_dropped_is_not_noise_on_stderr(
+    debug: bool,
+) -> None:
+    """The pool discards a connection the server ended and the store goes on;
+    the driver's log line about it shows only with ``--debug``."""
+    name = f"jt_quiet_{time.monotonic_ns() % 10**8}"
+    url = own_url(name)
+    tenant = new_tenant()
+    expected = record(url, tenant)
+    flags = ["--debug"] if debug else []
+    follower = Follower("follow", *flags, "--db", url, "--tenant", tenant)
+    try:
+        lines = follower.take(len(expected))
+        wait_for_listener(name)
+        assert terminate(name) >= 2  # its pooled connection and its LISTEN one
+        more = record(url, tenant)
+        expected += more
+        lines += follower.take(len(more))
+        assert [(line["execution_id"], line["seq"]) for line in lines] == expected
+        assert follower.interrupt() == 130
+        stderr = follower.stderr()
+    finally:
+        follower.kill()
+    shown = "journal: debug: psycopg.pool: discarding closed connection"
+    if debug:
+        assert shown in stderr
+    else:  # only the interrupt's own line
+        assert stderr.split() == ["journal:", "error:", "aborted"], stderr
