@@ -172,17 +172,23 @@ class Journal:
     def history(
         self, execution_id: str, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
-        """Every event, the whole chain verified first, then decoded."""
-        return self.history_of(self.summary(execution_id), expect_head=expect_head)
+        """Every event, the whole chain verified first, then decoded (the
+        index row and the events read together, in one snapshot)."""
+        return self._history(parse_execution_id(execution_id), expect_head)
 
     def history_of(
         self, summary: Summary, *, expect_head: tuple[int, bytes] | None = None
     ) -> VerifiedHistory:
         """`history` for an index row already in hand (from `summary`/`list`):
         the row and the events are read again, together, in one snapshot."""
-        found = self.store.load_history(summary.execution_id, self.tenant_id)
+        return self._history(summary.execution_id, expect_head)
+
+    def _history(
+        self, execution_id: str, expect_head: tuple[int, bytes] | None
+    ) -> VerifiedHistory:
+        found = self.store.load_history(execution_id, self.tenant_id)
         if found is None:
-            raise not_found(summary.execution_id, self.tenant_id)
+            raise not_found(execution_id, self.tenant_id)
         _, events, state = verify_history(
             found.summary, found.rows, self.store.keyring, expect_head=expect_head
         )
