@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from journal.errors import StoreError, StorePermissionError, TransientStoreError
+from journal.errors import StorePermissionError, TransientStoreError
 from journal.log import LogEntry
 from journal.store import Store
 
@@ -155,14 +155,6 @@ def follow_log(
     what others' rounds number (followers, the sealer, subscriptions): the
     refusal is handed to `on_refused` once and no round is tried again.
     """
-    if getattr(store, "layout", 2) < 2:
-        from journal.sqlstore import redact_url
-
-        url = redact_url(getattr(store, "url", ""))
-        raise StoreError(
-            f"{url} is a first-round journal (layout 1): it has no store-wide "
-            "log to follow; run `journal migrate` as its owner"
-        )
     waiting = wait and not store.read_only
     if waiting:
         waiter = waiter or waiter_for(store)

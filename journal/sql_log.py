@@ -111,6 +111,15 @@ class SQLLog:
     def _q(self, sql: str) -> str:
         raise NotImplementedError
 
+    def _require_layout(self, detail: str) -> None:
+        """Refuse a first-round store (its tables predate the log)."""
+        raise NotImplementedError
+
+    def _require_log(self) -> None:
+        self._require_layout(
+            "it has no store-wide log to follow; run `journal migrate` as its owner"
+        )
+
     def _sequencer_lock(self, cur: Any, wait: bool) -> bool:
         """Serialise sequencer rounds; False if another round is running."""
         return True
@@ -136,6 +145,7 @@ class SQLLog:
         With ``wait`` the round waits for a running round instead of leaving
         what is new to it.
         """
+        self._require_log()
         if not wait and not self._has_unlogged():
             return 0
         with self._transaction(write=True) as cur:
@@ -210,6 +220,7 @@ class SQLLog:
     ) -> int:
         """How many committed events the next round would number (see
         `journal.log.LogStore.unnumbered`); reads only."""
+        self._require_log()
         sql = _UNNUMBERED
         params: list[Any] = []
         if tenant_id is not None:
@@ -234,6 +245,7 @@ class SQLLog:
         journal_only: bool = False,
     ) -> list[LogEntry]:
         """Entries with positions above `after` (see `journal.store.Store`)."""
+        self._require_log()
         sql = _ENTRIES
         params: list[Any] = [after + 1, after]
         if stop is not None:
@@ -255,6 +267,7 @@ class SQLLog:
     @retried
     def max_position(self) -> int | None:
         """The largest position handed out, or None before the first."""
+        self._require_log()
         with self._transaction(write=False) as cur:
             cur.execute(_LAST_POSITION)
             found = cur.fetchone()
@@ -263,6 +276,7 @@ class SQLLog:
     @retried
     def position_of(self, execution_id: str, seq: int) -> int | None:
         """The position of one event, if it has been numbered."""
+        self._require_log()
         with self._transaction(write=False) as cur:
             cur.execute(
                 self._q(
@@ -277,6 +291,7 @@ class SQLLog:
 
     def insert_tracking(self, application_name: str, notification_id: int) -> None:
         """Record that `application_name` has processed up to `notification_id`."""
+        self._require_log()
         with self._transaction(write=True) as cur:
             self._insert_tracking(cur, application_name, notification_id)
 
@@ -301,6 +316,7 @@ class SQLLog:
     @retried
     def max_tracking_id(self, application_name: str) -> int | None:
         """The largest position `application_name` recorded, or None."""
+        self._require_log()
         with self._transaction(write=False) as cur:
             cur.execute(
                 self._q(

@@ -110,14 +110,19 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
     @contextmanager
     def _write(self) -> Iterator[Any]:
         """A write transaction; refused on a first-round store."""
+        self._require_layout(
+            "run `journal migrate` as its owner before writing (reading needs "
+            "no migration)"
+        )
+        with self._transaction(write=True) as cur:
+            yield cur
+
+    def _require_layout(self, detail: str) -> None:
         if self.layout < LAYOUT:
             raise StoreError(
                 f"{redact_url(self.url)} is a first-round journal (layout "
-                f"{self.layout}): run `journal migrate` as its owner before "
-                "writing (reading needs no migration)"
+                f"{self.layout}): {detail}"
             )
-        with self._transaction(write=True) as cur:
-            yield cur
 
     @contextmanager
     def _snapshot(self) -> Iterator[Any]:
