@@ -126,6 +126,13 @@ class Keyring:
         return cls(current, older, allow)
 
     @property
+    def unsigned_write_needs_unsigned_store(self) -> bool:
+        """This keyring writes unsigned (no current key) and may not do so
+        into a store holding signed chains (no ``allow_unsigned``): whether a
+        write must ask if the store is signed."""
+        return self.current is None and not self.allow_unsigned
+
+    @property
     def keys(self) -> tuple[SigningKey, ...]:
         """Every key, the current one first."""
         return ((self.current,) if self.current else ()) + self.older

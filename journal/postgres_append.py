@@ -181,7 +181,7 @@ def plan_call(
     `row_params` turns the new index row into `_ROW_PARAMS` values.
     """
     key, head = remembered
-    refuse_if_signed = keyring.current is None and not keyring.allow_unsigned
+    refuse_if_signed = keyring.unsigned_write_needs_unsigned_store
     if refuse_if_signed and signed_seen:
         return None  # the ordinary path raises the refusal
     rows, new = plan_append(

@@ -217,8 +217,7 @@ class SQLStore(SQLLeases, SQLLog, SQLLedger, Store):
 
     def _signing_check(self, cur: Any) -> bool:
         """`store_signed` for a write: only asked when it can matter."""
-        keyring = self.keyring
-        if keyring.current is not None or keyring.allow_unsigned:
+        if not self.keyring.unsigned_write_needs_unsigned_store:
             return False
         return self._store_signed(cur)
 
